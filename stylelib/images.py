@@ -1,0 +1,241 @@
+"""Images in and out: any file or asset name to a ``[1, 3, H, W]`` tensor in [0, 1], and back.
+
+Loading fixes EXIF orientation, converts every PIL mode to RGB (transparency onto white,
+16-bit scaled, CMYK converted), resizes by the long side and refuses images that are too
+large to decode safely or too small for the backbone.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stylelib import assets
+from stylelib.errors import AssetError, ImageError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+MAX_PIXELS = 50_000_000
+"""Hard cap on decoded or requested pixels (about 8660 x 5770): beyond it we refuse, not swap."""
+MIN_SIDE = 16
+"""Smallest side the VGG backbones can use: relu5_1 sits behind four 2x poolings."""
+
+ImageSource = str | Path | Image.Image | torch.Tensor
+
+
+def _open(source: str | Path) -> tuple[Image.Image, str]:
+    """Open a path, or fetch a registry asset when no such file exists."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        raise ImageError(f"{path} is a directory, not an image file: pass the path of one image.")
+    if not path.exists():
+        try:
+            path = assets.fetch(str(source))
+        except AssetError as error:
+            if "Unknown asset" not in str(error):
+                raise
+            raise ImageError(
+                f"No image file at {source!r}, and it is not an asset name either. "
+                "Check the path, or list asset names with stylelib.assets.names()."
+            ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{path} is {width}x{height} = {width * height:,} pixels, above the cap of "
+                    f"{MAX_PIXELS:,}: shrink it first (e.g. with an image editor)."
+                )
+            image.load()
+        except UnidentifiedImageError:
+            raise ImageError(
+                f"{path} is not an image PIL can read: use a JPEG, PNG or WebP file."
+            ) from None
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise ImageError(f"{path} is too large to decode safely: shrink it first.") from None
+        except OSError as error:
+            raise ImageError(
+                f"{path} could not be decoded ({error}); the file is probably truncated or "
+                "corrupt: download or export it again."
+            ) from None
+    return image, str(path)
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Any PIL mode to float32 RGB in [0, 1]; transparency is composited onto white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = np.clip(values / top, 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def check_size(size: int | None, name: str = "size") -> None:
+    """Reject a requested long side that is not a positive integer within the pixel cap."""
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIDE:
+        raise ImageError(f"{name} must be an integer of at least {MIN_SIDE} pixels, got {size!r}.")
+    if size * size > MAX_PIXELS:
+        raise ImageError(
+            f"{name}={size} would exceed the cap of {MAX_PIXELS:,} pixels: use {name} <= "
+            f"{math.isqrt(MAX_PIXELS)}."
+        )
+
+
+def check_image(tensor: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """Validate an image tensor: shape ``[1, 3, H, W]`` (or ``[3, H, W]``), finite values."""
+    if not isinstance(tensor, torch.Tensor):
+        raise ImageError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}.")
+    if tensor.dim() == 3:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != 4 or tensor.shape[0] != 1 or tensor.shape[1] != 3:
+        raise ImageError(
+            f"{name} must have shape [1, 3, H, W] (one RGB image), got {list(tensor.shape)}: "
+            "load images with stylelib.load_image."
+        )
+    if min(tensor.shape[-2:]) < MIN_SIDE:
+        raise ImageError(
+            f"{name} is {tensor.shape[-1]}x{tensor.shape[-2]} px; each side must be at least "
+            f"{MIN_SIDE} px."
+        )
+    if not torch.isfinite(tensor).all():
+        raise ImageError(f"{name} contains NaN or infinite values: check what produced it.")
+    return tensor
+
+
+def resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize so the long side is ``size`` pixels, keeping the aspect ratio (antialiased)."""
+    check_size(size)
+    height, width = image.shape[-2:]
+    scale = size / max(height, width)
+    new = (max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale)))
+    if new == (height, width):
+        return image
+    return F.interpolate(image, size=new, mode="bilinear", antialias=True, align_corners=False)
+
+
+def load_image(
+    source: ImageSource, size: int | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Load a path, asset name, PIL image or tensor as a ``[1, 3, H, W]`` float tensor in [0, 1].
+
+    ``size`` is the long side in pixels (aspect ratio kept); ``None`` keeps the original size.
+    """
+    check_size(size)
+    if isinstance(source, torch.Tensor):
+        tensor = check_image(source.float(), "source").clamp(0, 1)
+    else:
+        if isinstance(source, Image.Image):
+            image = source
+        elif isinstance(source, str | Path):
+            image, _ = _open(source)
+        else:
+            raise ImageError(
+                f"Cannot load an image from a {type(source).__name__}: pass a path, an asset "
+                "name, a PIL image or a tensor."
+            )
+        image = ImageOps.exif_transpose(image)
+        array = _to_rgb_array(image)
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
+    if size is not None:
+        tensor = resize(tensor, size).clamp(0, 1)
+    if min(tensor.shape[-2:]) < MIN_SIDE:
+        raise ImageError(
+            f"The image is {tensor.shape[-1]}x{tensor.shape[-2]} px; each side must be at least "
+            f"{MIN_SIDE} px for the backbone: use a larger image."
+        )
+    return tensor.to(device) if device is not None else tensor
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Convert a ``[1, 3, H, W]`` or ``[3, H, W]`` tensor in [0, 1] to an RGB PIL image."""
+    tensor = check_image(tensor.detach())
+    array = tensor[0].clamp(0, 1).permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
+    return Image.fromarray(array, mode="RGB")
+
+
+def save_image(tensor: torch.Tensor, path: str | Path) -> Path:
+    """Write an image atomically: encode in memory first, so a failure leaves no partial file."""
+    target = Path(path).expanduser()
+    suffix = target.suffix.lower()
+    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+    if suffix not in formats:
+        raise ImageError(f"Cannot save as {suffix or 'no extension'!r}: use .png, .jpg or .webp.")
+    if not target.parent.is_dir():
+        raise ImageError(f"Folder {target.parent} does not exist: create it or pick another path.")
+    buffer = io.BytesIO()
+    to_pil(tensor).save(buffer, format=formats[suffix])
+    try:
+        target.write_bytes(buffer.getvalue())
+    except OSError as error:
+        target.unlink(missing_ok=True)
+        raise ImageError(f"Cannot write {target}: {error.strerror}. Pick a writable path.") from None
+    return target
+
+
+def image_grid(
+    images: Sequence[torch.Tensor | Image.Image],
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int | None = None,
+    width: float = 3.2,
+    caption: str | None = None,
+) -> Figure:
+    """Lay images out side by side (a grid when ``ncols`` is given) with titles and a caption."""
+    import matplotlib.pyplot as plt
+
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"Got {len(images)} images but {len(titles)} titles: pass one per image.")
+    count = len(images)
+    cols = min(ncols or count, count)
+    rows = math.ceil(count / cols)
+    pictures = [im if isinstance(im, Image.Image) else to_pil(im) for im in images]
+    aspect = max(p.height / p.width for p in pictures)
+    figure, axes = plt.subplots(
+        rows, cols, figsize=(width * cols, width * aspect * rows + 0.4), squeeze=False
+    )
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < count:
+            axis.imshow(pictures[index])
+            if titles is not None:
+                axis.set_title(titles[index], fontsize=10)
+    if caption:
+        figure.text(0.5, 0.0, caption, ha="center", va="top", fontsize=8, wrap=True)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+def show(
+    images: Sequence[torch.Tensor | Image.Image],
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int | None = None,
+    width: float = 3.2,
+    caption: str | None = None,
+) -> None:
+    """Display :func:`image_grid` once in a notebook (a plain script gets nothing shown)."""
+    from IPython.display import display
+
+    display(image_grid(images, titles, ncols=ncols, width=width, caption=caption))

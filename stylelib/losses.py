@@ -1,0 +1,162 @@
+"""Losses as small pieces: Gram matrix, content, style, mean/std and total variation.
+
+Content and style terms are *relative* errors (divided by their target's energy), so a given
+content/style weight means the same thing on every backbone and at every layer and size.
+:class:`PerceptualLoss` composes them over a shared :class:`~stylelib.backbones.FeatureExtractor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stylelib.backbones import FeatureExtractor
+from stylelib.errors import StylelibError
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYERS = ("relu4_2",)
+EPS = 1e-8
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Channel co-activations ``F Fᵀ / (H W)`` of ``[B, C, H, W]`` features, shape ``[B, C, C]``.
+
+    Averaging over positions (rather than summing) makes Grams of different sizes comparable.
+    """
+    batch, channels, height, width = features.shape
+    flat = features.reshape(batch, channels, height * width)
+    return flat @ flat.transpose(1, 2) / (height * width)
+
+
+def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error divided by the target's energy, averaged over the batch."""
+    dims = tuple(range(1, value.dim()))
+    error = (value - target).pow(2).sum(dims)
+    energy = target.pow(2).sum(dims) + EPS
+    return (error / energy).mean()
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """How far features are from the content image's features (relative squared error)."""
+    return relative_error(features, target)
+
+
+def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """How far the features' Gram matrix is from the style's (relative squared error)."""
+    return relative_error(gram_matrix(features), target_gram)
+
+
+def mean_std(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation over positions, each ``[B, C, 1, 1]``."""
+    mean = features.mean(dim=(2, 3), keepdim=True)
+    std = (features.var(dim=(2, 3), keepdim=True, unbiased=False) + 1e-5).sqrt()
+    return mean, std
+
+
+def mean_std_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """AdaIN's style loss: squared distance between per-channel means and standard deviations."""
+    mean, std = mean_std(features)
+    target_mean, target_std = mean_std(target)
+    return (mean - target_mean).pow(2).mean() + (std - target_std).pow(2).mean()
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between neighbouring pixels: penalises high-frequency noise."""
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    return dy.pow(2).mean() + dx.pow(2).mean()
+
+
+@dataclass
+class LossTerms:
+    """The weighted parts of a perceptual loss; ``total`` is what gets minimised."""
+
+    total: torch.Tensor
+    content: torch.Tensor
+    style: torch.Tensor
+    tv: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        """Plain numbers for histories and tables."""
+        return {k: float(v.detach()) for k, v in vars(self).items()}
+
+
+def _layer_weights(style_layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+    """Per-layer style weights; a plain list of layers shares weight 1 equally."""
+    if isinstance(style_layers, Mapping):
+        weights = {k: float(v) for k, v in style_layers.items()}
+    else:
+        weights = {k: 1.0 / len(style_layers) for k in style_layers} if style_layers else {}
+    if any(w < 0 for w in weights.values()):
+        raise StylelibError(f"Style layer weights must be >= 0, got {weights}.")
+    return weights
+
+
+class PerceptualLoss(nn.Module):
+    """``content_weight·content + style_weight·Σ w_l·style_l + tv_weight·TV`` on one backbone.
+
+    Targets are computed once by :meth:`set_content` and :meth:`set_style`, then reused on
+    every evaluation: only the image being optimised goes through the network.
+    """
+
+    def __init__(
+        self,
+        *,
+        content_layers: Sequence[str] = CONTENT_LAYERS,
+        style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
+        content_weight: float = 1.0,
+        style_weight: float = 1.0,
+        tv_weight: float = 0.0,
+        backbone: str | None = None,
+        extractor: FeatureExtractor | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
+                            ("tv_weight", tv_weight)):
+            if not value >= 0 or value == float("inf"):
+                raise StylelibError(f"{name} must be a finite number >= 0, got {value!r}.")
+        self.content_layers = tuple(content_layers)
+        self.style_weights = _layer_weights(style_layers)
+        self.weights = (content_weight, style_weight, tv_weight)
+        layers = [*self.content_layers, *self.style_weights]
+        self.extractor = extractor or FeatureExtractor(layers, backbone)
+        missing = set(layers) - set(self.extractor.layers)
+        if missing:
+            raise StylelibError(f"The extractor does not compute {sorted(missing)}.")
+        self.content_targets: dict[str, torch.Tensor] = {}
+        self.style_targets: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def set_content(self, image: torch.Tensor) -> None:
+        """Record the content image's features at the content layers."""
+        features = self.extractor(image)
+        self.content_targets = {k: features[k].detach() for k in self.content_layers}
+
+    @torch.no_grad()
+    def set_style(self, image: torch.Tensor) -> None:
+        """Record the style image's Gram matrices at the style layers."""
+        features = self.extractor(image)
+        self.style_targets = {k: gram_matrix(features[k]).detach() for k in self.style_weights}
+
+    def forward(self, image: torch.Tensor) -> LossTerms:
+        """Evaluate every term on ``image`` (one backbone pass)."""
+        content_weight, style_weight, tv_weight = self.weights
+        if content_weight and not self.content_targets:
+            raise StylelibError("Call set_content(image) before evaluating a content loss.")
+        if style_weight and not self.style_targets:
+            raise StylelibError("Call set_style(image) before evaluating a style loss.")
+        features = self.extractor(image)
+        zero = image.new_zeros(())
+        content = sum(
+            (content_loss(features[k], t) for k, t in self.content_targets.items()), zero
+        )
+        style = sum(
+            (self.style_weights[k] * style_loss(features[k], t)
+             for k, t in self.style_targets.items()), zero
+        )
+        tv = total_variation(image) if tv_weight else zero
+        total = content_weight * content + style_weight * style + tv_weight * tv
+        return LossTerms(total, content, style, tv)

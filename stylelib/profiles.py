@@ -1,0 +1,99 @@
+"""Run profiles: one place that decides image sizes, step counts, device and seed.
+
+Notebooks never hard-code sizes; they ask the active profile, so the same chapter runs in
+seconds under CI (``quick``), looks right in the CPU-built book (``book``) and reproduces
+paper settings on a GPU (``full``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PROFILE_ENV = "STYLELIB_PROFILE"
+DEVICE_ENV = "STYLELIB_DEVICE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and step counts shared by every chapter."""
+
+    name: str
+    size: int
+    """Long side, in pixels, of the images the methods work on."""
+    steps: int
+    """Optimiser iterations for one Gatys result (L-BFGS iterations or Adam steps)."""
+    large_size: int
+    """Long side of the multi-scale (coarse-to-fine) result."""
+    texture_size: int
+    """Side of the square textures synthesised from noise."""
+    frames: int
+    """Pre-rendered frames per slider in the static book."""
+    description: str
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", 64, 4, 96, 48, 5, "CI and smoke tests: tiny images, a few steps"),
+    "book": Profile("book", 256, 100, 512, 128, 5, "the CPU-built book: results that look right"),
+    "full": Profile("full", 512, 500, 1024, 256, 7, "paper-like settings, for a GPU"),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the named profile, else the one in ``$STYLELIB_PROFILE``, else ``book``."""
+    chosen = name or os.environ.get(PROFILE_ENV) or "book"
+    if chosen not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {chosen!r}: choose one of {', '.join(PROFILES)} "
+            f"(argument or ${PROFILE_ENV})."
+        )
+    return PROFILES[chosen]
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """Return the requested device, else ``$STYLELIB_DEVICE``, else CUDA, MPS or CPU."""
+    chosen = name or os.environ.get(DEVICE_ENV)
+    if chosen:
+        device = torch.device(chosen)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"Device {chosen!r} was requested but CUDA is not available.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch so a chapter's pictures are repeatable."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a notebook's setup cell decided: profile, device and seed."""
+
+    profile: Profile
+    device: torch.device
+    seed: int
+
+    def __str__(self) -> str:
+        return (
+            f"profile={self.profile.name} ({self.profile.description}), "
+            f"device={self.device}, seed={self.seed}, torch {torch.__version__}"
+        )
+
+
+def setup(profile: str | None = None, device: str | None = None, seed: int = 0) -> Session:
+    """Pick profile and device, seed everything and print the choice (a notebook's setup cell)."""
+    session = Session(get_profile(profile), pick_device(device), seed)
+    seed_everything(seed)
+    print(session)
+    return session
