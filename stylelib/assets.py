@@ -157,7 +157,7 @@ def fetch(name: str) -> Path:
         )
         return Path(fetched)
     except (OSError, ValueError) as error:  # network errors are OSErrors; pooch hash → ValueError
-        where = f"{MIRROR_ENV}={mirror} has no {asset.name}" if mirror else f"{MIRROR_ENV} is not set"
+        where = f"{MIRROR_ENV}={mirror} lacks it" if mirror else f"{MIRROR_ENV} is not set"
         raise AssetError(
             f"Cannot get asset {asset.name!r}: downloading {asset.url} failed "
             f"({_short(error)}) and {where}. "

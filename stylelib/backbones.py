@@ -1,4 +1,4 @@
-"""The frozen VGG feature extractor every method shares, with named layers and built-in preprocessing.
+"""The frozen VGG feature extractor every method shares: named layers, preprocessing inside.
 
 Two weight sources give the same architecture family:
 
@@ -34,7 +34,7 @@ StateDict = dict[str, torch.Tensor]
 
 
 def layer_names(convs_per_block: Sequence[int]) -> list[str]:
-    """Names in network order: ``conv1_1, relu1_1, …, pool1, conv2_1, …`` (no pool after block 5)."""
+    """Names in network order: ``conv1_1, relu1_1, …, pool1, conv2_1, …`` (no final pool)."""
     names: list[str] = []
     for block, convs in enumerate(convs_per_block, start=1):
         for index in range(1, convs + 1):
@@ -180,6 +180,9 @@ class FeatureExtractor(nn.Module):
     ``pooling="avg"`` swaps max for average pooling, as Gatys et al. suggest for synthesis.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         layers: Sequence[str],
@@ -244,5 +247,6 @@ class FeatureExtractor(nn.Module):
 def feature_maps(extractor: FeatureExtractor, image: torch.Tensor, layer: str) -> torch.Tensor:
     """One layer's activations as ``[C, H, W]`` (handy for plotting channels)."""
     with torch.no_grad():
-        return extractor(image)[layer][0]
+        maps: torch.Tensor = extractor(image)[layer][0]
+    return maps
 

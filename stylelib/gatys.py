@@ -69,12 +69,12 @@ def optimize(
         raise StylelibError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}.")
     history: list[dict[str, float]] = []
 
-    def closure() -> torch.Tensor:
+    def closure() -> float:
         opt.zero_grad()
         terms = loss(x)
         terms.total.backward()
         history.append(terms.as_floats())
-        return terms.total
+        return history[-1]["total"]
 
     with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
         for step in range(steps):

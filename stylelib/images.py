@@ -189,7 +189,8 @@ def save_image(tensor: torch.Tensor, path: str | Path) -> Path:
         target.write_bytes(buffer.getvalue())
     except OSError as error:
         target.unlink(missing_ok=True)
-        raise ImageError(f"Cannot write {target}: {error.strerror}. Pick a writable path.") from None
+        message = f"Cannot write {target}: {error.strerror}. Choose a writable path."
+        raise ImageError(message) from None
     return target
 
 
@@ -238,4 +239,4 @@ def show(
     """Display :func:`image_grid` once in a notebook (a plain script gets nothing shown)."""
     from IPython.display import display
 
-    display(image_grid(images, titles, ncols=ncols, width=width, caption=caption))
+    display(image_grid(images, titles, ncols=ncols, width=width, caption=caption))  # type: ignore[no-untyped-call]

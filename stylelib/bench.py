@@ -1,0 +1,117 @@
+"""Benchmarks: ``python -m stylelib.bench METHOD [--size N]`` times a method against its floor.
+
+Each benchmark measures the method's own cost and the cost of the bare network work it cannot
+avoid (for Gatys: one backbone forward + backward), so the ratio shows the overhead the library
+adds. Speed targets live here, never in unit tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from stylelib.backbones import FeatureExtractor, default_backbone
+from stylelib.images import load_image
+from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
+from stylelib.profiles import pick_device
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median and best of repeated runs, in seconds."""
+
+    median: float
+    best: float
+
+
+def measure(
+    fns: Sequence[Callable[[], object]], repeat: int, warmup: int, device: torch.device
+) -> list[Timing]:
+    """Time each function ``repeat`` times after ``warmup`` untimed rounds.
+
+    The functions are interleaved round by round, so load from other processes slows all of
+    them alike and their ratio stays meaningful on a busy machine.
+    """
+    samples: list[list[float]] = [[] for _ in fns]
+    for round_index in range(warmup + repeat):
+        for fn, times in zip(fns, samples, strict=True):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_index >= warmup:
+                times.append(time.perf_counter() - start)
+    return [Timing(statistics.median(t), min(t)) for t in samples]
+
+
+def bench_gatys(size: int, repeat: int, warmup: int, backbone: str | None, device: str | None
+                ) -> list[tuple[str, str]]:
+    """One Gatys evaluation (all losses + gradient) vs a bare backbone forward + backward."""
+    dev = pick_device(device)
+    name = backbone or default_backbone()
+    content = load_image("tubingen", size, device=dev)
+    style = load_image("starry_night", size, device=dev)
+    loss = PerceptualLoss(backbone=name, style_weight=10.0).to(dev)
+    loss.set_content(content)
+    loss.set_style(style)
+    deepest = FeatureExtractor([*CONTENT_LAYERS, *STYLE_LAYERS], name).to(dev)
+    image = content.clone().requires_grad_(True)
+
+    def gatys_step() -> None:
+        image.grad = None
+        loss(image).total.backward()
+
+    def bare_step() -> None:
+        image.grad = None
+        outputs = deepest(image)
+        outputs[deepest.layers[-1]].sum().backward()
+
+    gatys, bare = measure([gatys_step, bare_step], repeat, warmup, dev)
+    height, width = content.shape[-2:]
+    return [
+        ("setting", f"{name}, {width}x{height} px, {dev}, {torch.get_num_threads()} threads, "
+                    f"median of {repeat} after {warmup} warm-up"),
+        ("one Gatys evaluation (losses + gradient)",
+         f"{gatys.median * 1e3:.1f} ms (best {gatys.best * 1e3:.1f})"),
+        ("bare backbone forward + backward to relu5_1",
+         f"{bare.median * 1e3:.1f} ms (best {bare.best * 1e3:.1f})"),
+        ("ratio (medians; bests)",
+         f"{gatys.median / bare.median:.3f}; {gatys.best / bare.best:.3f} (target <= 1.15)"),
+    ]
+
+
+BENCHMARKS = {"gatys": bench_gatys}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line, run one benchmark and print its table."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stylelib.bench",
+        description="Time a style-transfer method against the network work it cannot avoid.",
+        epilog="example: python -m stylelib.bench gatys --size 256",
+    )
+    parser.add_argument("method", choices=sorted(BENCHMARKS))
+    parser.add_argument("--size", type=int, default=256, help="long side in pixels (256)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs (5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (2)")
+    parser.add_argument("--backbone", default=None, help="vgg19 or vgg16-hed (default: auto)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, … (default: auto)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.warmup < 0:
+        parser.error("--repeat must be >= 1 and --warmup >= 0")
+    rows = BENCHMARKS[args.method](args.size, args.repeat, args.warmup, args.backbone, args.device)
+    width = max(len(label) for label, _ in rows)
+    print(f"{args.method} benchmark")
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

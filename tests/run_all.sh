@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every check CI runs, in the quick profile: lint, types, unit tests + notebooks (nbval), book build.
+# Usage (from the repository root): bash tests/run_all.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export STYLELIB_PROFILE=quick
+export STYLELIB_ASSETS_DIR="${STYLELIB_ASSETS_DIR:-$(cd .. && pwd)/shared/assets}"
+export PYTHONUNBUFFERED=1
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+timed() { local start=$SECONDS; "$@"; printf -- '-- %ss: %s\n' "$((SECONDS - start))" "$*"; }
+
+step "assets mirror: $STYLELIB_ASSETS_DIR"
+[ -d "$STYLELIB_ASSETS_DIR" ] || { echo "No asset mirror at $STYLELIB_ASSETS_DIR: set STYLELIB_ASSETS_DIR." >&2; exit 1; }
+step "lint and types"
+timed ruff check stylelib tests
+timed mypy
+step "unit tests and notebooks (nbval, quick profile)"
+timed python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+step "book build (quick profile, warnings are errors)"
+timed jupyter-book build . --path-output _build/quick -W -n --keep-going
