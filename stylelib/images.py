@@ -143,6 +143,13 @@ def load_image(
     """
     check_size(size)
     if isinstance(source, torch.Tensor):
+        if source.dtype == torch.uint8:
+            source = source.float() / 255
+        elif not source.is_floating_point():
+            raise ImageError(
+                f"Cannot load an image from a {source.dtype} tensor: pass floats in [0, 1] "
+                "or uint8 in [0, 255]."
+            )
         tensor = check_image(source.float(), "source").clamp(0, 1)
     else:
         if isinstance(source, Image.Image):
@@ -155,6 +162,11 @@ def load_image(
                 "name, a PIL image or a tensor."
             )
         image = ImageOps.exif_transpose(image)
+        if min(image.size) < MIN_SIDE:
+            raise ImageError(
+                f"The image is {image.width}x{image.height} px; each side must be at least "
+                f"{MIN_SIDE} px for the backbone: use a larger image."
+            )
         array = _to_rgb_array(image)
         tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
     if size is not None:
@@ -175,7 +187,10 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
 
 
 def save_image(tensor: torch.Tensor, path: str | Path) -> Path:
-    """Write an image atomically: encode in memory first, so a failure leaves no partial file."""
+    """Write an image atomically: encode, write a hidden partial file, then rename it into place.
+
+    A failure at any point leaves neither a partial file nor a damaged earlier version.
+    """
     target = Path(path).expanduser()
     suffix = target.suffix.lower()
     formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -183,12 +198,16 @@ def save_image(tensor: torch.Tensor, path: str | Path) -> Path:
         raise ImageError(f"Cannot save as {suffix or 'no extension'!r}: use .png, .jpg or .webp.")
     if not target.parent.is_dir():
         raise ImageError(f"Folder {target.parent} does not exist: create it or pick another path.")
+    if target.is_dir():
+        raise ImageError(f"{target} is a directory: pass a file name such as {target / 'out.png'}.")
     buffer = io.BytesIO()
     to_pil(tensor).save(buffer, format=formats[suffix])
+    partial = target.with_name(f".{target.name}.partial")
     try:
-        target.write_bytes(buffer.getvalue())
+        partial.write_bytes(buffer.getvalue())
+        partial.replace(target)
     except OSError as error:
-        target.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         message = f"Cannot write {target}: {error.strerror}. Choose a writable path."
         raise ImageError(message) from None
     return target
@@ -208,6 +227,8 @@ def image_grid(
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"Got {len(images)} images but {len(titles)} titles: pass one per image.")
     count = len(images)
+    if count == 0:
+        raise ValueError("image_grid needs at least one image.")
     cols = min(ncols or count, count)
     rows = math.ceil(count / cols)
     pictures = [im if isinstance(im, Image.Image) else to_pil(im) for im in images]

@@ -7,6 +7,7 @@ content/style weight means the same thing on every backbone and at every layer a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ class _OuterProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         (flat,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad = grad.to(flat.dtype)  # under autocast the Gram, hence its gradient, is fp16/bf16
         result: torch.Tensor = (grad + grad.transpose(1, 2)) @ flat
         return result
 
@@ -110,8 +112,8 @@ def _layer_weights(style_layers: Sequence[str] | Mapping[str, float]) -> dict[st
         weights = {k: float(v) for k, v in style_layers.items()}
     else:
         weights = {k: 1.0 / len(style_layers) for k in style_layers} if style_layers else {}
-    if any(w < 0 for w in weights.values()):
-        raise StylelibError(f"Style layer weights must be >= 0, got {weights}.")
+    if not all(w >= 0 and math.isfinite(w) for w in weights.values()):
+        raise StylelibError(f"Style layer weights must be finite numbers >= 0, got {weights}.")
     return weights
 
 

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 import yaml
+from bookinfo import COLAB, colab_url, toc_files
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
 BOOK_DIR = ROOT / "book"
 BIB_FILE = BOOK_DIR / "references.bib"
-COLAB = "https://colab.research.google.com"
 SOURCE_SUFFIXES = (".md", ".ipynb")
 
 # {cite}`a,b`, {cite:p}`a`, {cite:t}`a`, {cite:ps}`a` ... (sphinxcontrib-bibtex roles)
@@ -33,26 +31,6 @@ GIT_URL = re.compile(r"git\+([^\s\"'\]]+)")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def colab_url(repository_url: str, branch: str, path_to_book: str, notebook: str) -> str:
-    """Colab address of ``notebook`` (a path relative to the book's root) in a GitHub repository.
-
-    Mirrors how sphinx-book-theme builds its Colab launch button: the book path is stripped of
-    slashes and left out entirely when empty, so no double slash appears.
-    """
-    parsed = urlparse(repository_url.strip())
-    parts = [p for p in parsed.path.split("/") if p]
-    if parsed.scheme != "https" or parsed.netloc != "github.com" or len(parts) != 2:
-        raise ValueError(
-            f"repository.url must look like https://github.com/<owner>/<repo>, "
-            f"not {repository_url!r}"
-        )
-    owner, repo = parts[0], parts[1].removesuffix(".git")
-    if not branch.strip():
-        raise ValueError("repository.branch must not be empty")
-    segments = [s for s in (path_to_book.strip("/"), notebook.strip("/")) if s]
-    return f"{COLAB}/github/{owner}/{repo}/blob/{branch.strip()}/{'/'.join(segments)}"
 
 
 def strip_git_ref(url: str) -> str:
@@ -72,19 +50,6 @@ def load_notebook(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as f:
         notebook: dict[str, Any] = json.load(f)
     return notebook
-
-
-def toc_files(node: Any) -> Iterator[str]:
-    """Every ``file:`` entry of a jb-book/jb-article table of contents, in order."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("file", "root") and isinstance(value, str):
-                yield value
-            else:
-                yield from toc_files(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from toc_files(item)
 
 
 def resolve(entry: str) -> list[Path]:

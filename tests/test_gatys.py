@@ -1,0 +1,209 @@
+"""Tests for stylelib.gatys: the optimiser loop, stylize's options and texture synthesis.
+
+Images are 32 px on the long side and runs take a handful of steps: enough for the loss to
+fall measurably, little enough for the whole module to run in seconds on two CPU cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from stylelib.backbones import FeatureExtractor
+from stylelib.colour import rgb_to_yiq
+from stylelib.errors import ImageError, StylelibError
+from stylelib.gatys import GatysResult, optimize, stylize, synthesize_texture
+from stylelib.images import load_image
+from stylelib.losses import LossTerms, PerceptualLoss
+
+HED = "vgg16-hed"
+STEPS = 5
+
+
+@pytest.fixture(scope="module")
+def perceptual(
+    extractor: FeatureExtractor, photo: torch.Tensor, painting: torch.Tensor
+) -> PerceptualLoss:
+    loss = PerceptualLoss(extractor=extractor, style_weight=10.0)
+    loss.set_content(photo)
+    loss.set_style(painting)
+    return loss
+
+
+@pytest.fixture(scope="module")
+def stylised(photo: torch.Tensor, painting: torch.Tensor) -> GatysResult:
+    """One default (L-BFGS, content-initialised) run shared by the checks on its output."""
+    return stylize(photo, painting, steps=STEPS, backbone=HED, progress=False)
+
+
+def chrominance(image: torch.Tensor) -> torch.Tensor:
+    return rgb_to_yiq(image)[:, 1:]
+
+
+# --------------------------------------------------------------------------- optimize
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_optimize_reduces_the_loss(
+    perceptual: PerceptualLoss, photo: torch.Tensor, optimizer: str
+) -> None:
+    """Starting at the photo the content term is 0 and the style term is large, so a few
+    gradient steps on the pixels must cut the total by a clear margin (here: a fifth)."""
+    steps_seen: list[int] = []
+    image, history = optimize(
+        photo, perceptual, steps=STEPS, optimizer=optimizer,  # type: ignore[arg-type]
+        progress=False, callback=lambda step, x: steps_seen.append(step),
+    )
+    assert len(history) == STEPS
+    assert history[0]["content"] == 0.0
+    assert history[-1]["total"] < 0.8 * history[0]["total"]
+    assert steps_seen == list(range(STEPS))
+    assert image.shape == photo.shape
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    assert not image.requires_grad
+    assert (image - photo).abs().max() > 0.01, "the pixels did not change"
+    assert perceptual(image).total.item() < history[0]["total"]
+
+
+def test_optimize_leaves_its_input_alone(perceptual: PerceptualLoss, photo: torch.Tensor) -> None:
+    before = photo.clone()
+    optimize(photo, perceptual, steps=1, optimizer="adam", progress=False)
+    assert torch.equal(photo, before)
+
+
+def test_optimize_reports_divergence() -> None:
+    class Exploding(nn.Module):
+        def forward(self, image: torch.Tensor) -> LossTerms:
+            total = image.sum() * float("nan")
+            zero = image.new_zeros(())
+            return LossTerms(total, zero, zero, zero)
+
+    with pytest.raises(StylelibError, match=r"The loss diverged \(NaN/inf\)"):
+        optimize(torch.rand(1, 3, 16, 16), Exploding(), steps=2, optimizer="adam",  # type: ignore[arg-type]
+                 progress=False)
+
+
+@pytest.mark.parametrize("steps", [0, -1, True, 2.5])
+def test_optimize_bad_steps(perceptual: PerceptualLoss, photo: torch.Tensor, steps: object) -> None:
+    with pytest.raises(StylelibError, match=r"steps must be a positive integer, got"):
+        optimize(photo, perceptual, steps=steps, progress=False)  # type: ignore[arg-type]
+
+
+def test_optimize_bad_optimizer(perceptual: PerceptualLoss, photo: torch.Tensor) -> None:
+    with pytest.raises(StylelibError, match="optimizer must be 'lbfgs' or 'adam', got 'sgd'"):
+        optimize(photo, perceptual, steps=1, optimizer="sgd", progress=False)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- stylize
+
+
+def test_stylize_result(stylised: GatysResult, photo: torch.Tensor) -> None:
+    assert stylised.image.shape == photo.shape
+    assert stylised.image.min() >= 0.0 and stylised.image.max() <= 1.0
+    assert len(stylised.history) == STEPS
+    assert all(entry["scale"] == 0 for entry in stylised.history)
+    assert stylised.history[-1]["total"] < stylised.history[0]["total"]
+    assert stylised.seconds > 0
+
+
+def test_stylize_with_adam_reduces_the_loss(photo: torch.Tensor, painting: torch.Tensor) -> None:
+    result = stylize(photo, painting, steps=STEPS, optimizer="adam", backbone=HED, progress=False)
+    assert len(result.history) == STEPS
+    assert result.history[-1]["total"] < 0.9 * result.history[0]["total"]
+
+
+def test_stylize_coarse_to_fine(mirror_dir: Path) -> None:
+    content = load_image(mirror_dir / "content" / "tubingen.jpg", size=48)  # 48 x 36
+    style = load_image(mirror_dir / "style" / "starry_night.jpg", size=48)
+    seen: list[tuple[int, ...]] = []
+    result = stylize(
+        content, style, steps=3, scales=2, backbone=HED, progress=False,
+        callback=lambda step, x: seen.append(tuple(x.shape[-2:])),
+    )
+    assert result.image.shape == content.shape
+    assert [entry["scale"] for entry in result.history] == [0, 0, 0, 1, 1, 1]
+    # The first level works at half the size (24 x 18), the second at full size.
+    assert seen == [(18, 24)] * 3 + [(36, 48)] * 3
+
+
+def test_stylize_starts_from_the_content_or_from_noise(
+    photo: torch.Tensor, painting: torch.Tensor
+) -> None:
+    from_noise = stylize(photo, painting, steps=1, init="noise", backbone=HED, progress=False)
+    assert from_noise.history[0]["content"] > 0.1
+    start = torch.full_like(photo, 0.5)
+    from_tensor = stylize(photo, painting, steps=1, init=start, backbone=HED, progress=False)
+    assert from_tensor.history[0]["content"] > 0.1
+    assert from_tensor.history[0]["content"] != from_noise.history[0]["content"]
+
+
+def test_noise_init_is_seeded(photo: torch.Tensor, painting: torch.Tensor) -> None:
+    def run(seed: int) -> GatysResult:
+        return stylize(photo, painting, steps=1, init="noise", seed=seed, backbone=HED,
+                       progress=False)
+
+    first, again, other = run(1), run(1), run(2)
+    assert torch.equal(first.image, again.image)
+    assert first.history == again.history
+    assert (first.image - other.image).abs().mean() > 0.1  # independent uniform noise: ~1/3
+
+
+def test_preserve_color_keeps_the_photos_chrominance(
+    stylised: GatysResult, photo: torch.Tensor, painting: torch.Tensor
+) -> None:
+    kept = stylize(photo, painting, steps=STEPS, preserve_color=True, backbone=HED, progress=False)
+    assert kept.image.shape == photo.shape
+    kept_error = (chrominance(kept.image) - chrominance(photo)).abs().mean().item()
+    plain_error = (chrominance(stylised.image) - chrominance(photo)).abs().mean().item()
+    # Only pixels clamped back into [0, 1] may move the chrominance.
+    assert kept_error < 2e-3
+    assert kept_error < plain_error / 2, "preserve_color kept no more colour than a plain run"
+    luminance_change = (rgb_to_yiq(kept.image)[:, 0] - rgb_to_yiq(photo)[:, 0]).abs().mean()
+    assert luminance_change > 0.005, "the luminance was not stylised"
+
+
+def test_stylize_bad_options(photo: torch.Tensor, painting: torch.Tensor) -> None:
+    with pytest.raises(StylelibError, match="optimizer must be 'lbfgs' or 'adam', got 'sgd'"):
+        stylize(photo, painting, steps=1, optimizer="sgd", backbone=HED,  # type: ignore[arg-type]
+                progress=False)
+    with pytest.raises(StylelibError, match="init must be 'content', 'noise' or a tensor, got 'x'"):
+        stylize(photo, painting, steps=1, init="x", backbone=HED, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(StylelibError, match="steps must be a positive integer, got 0"):
+        stylize(photo, painting, steps=0, backbone=HED, progress=False)
+    with pytest.raises(StylelibError, match="scales must be a positive integer, got 0"):
+        stylize(photo, painting, steps=1, scales=0, backbone=HED, progress=False)
+
+
+def test_stylize_coarsest_scale_too_small(photo: torch.Tensor, painting: torch.Tensor) -> None:
+    # 32 px in three scales: 8, 16, 32; the backbone needs at least 16 px.
+    with pytest.raises(ImageError, match="the coarsest scale must be an integer of at least 16"):
+        stylize(photo, painting, steps=1, scales=3, backbone=HED, progress=False)
+
+
+def test_stylize_bad_images(photo: torch.Tensor, painting: torch.Tensor) -> None:
+    broken = photo.clone()
+    broken[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ImageError, match="content contains NaN"):
+        stylize(broken, painting, steps=1, backbone=HED, progress=False)
+    with pytest.raises(ImageError, match=r"style must have shape \[1, 3, H, W\]"):
+        stylize(photo, painting[:, :1], steps=1, backbone=HED, progress=False)
+
+
+# --------------------------------------------------------------------------- textures
+
+
+def test_synthesize_texture(painting: torch.Tensor) -> None:
+    result = synthesize_texture(painting, size=32, steps=8, backbone=HED, progress=False)
+    assert result.image.shape == (1, 3, 32, 32)
+    assert result.image.min() >= 0.0 and result.image.max() <= 1.0
+    assert len(result.history) == 8
+    assert all(entry["content"] == 0.0 for entry in result.history)
+    assert result.history[-1]["style"] < 0.8 * result.history[0]["style"]
+
+
+def test_synthesize_texture_bad_size(painting: torch.Tensor) -> None:
+    with pytest.raises(ImageError, match="size must be an integer of at least 16 pixels, got 8"):
+        synthesize_texture(painting, size=8, steps=1, backbone=HED, progress=False)
