@@ -18,19 +18,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from stylelib import assets
 from stylelib.errors import AssetError, StylelibError
+from stylelib.files import StateDict, save_safetensors
 
 BACKBONE_ENV = "STYLELIB_BACKBONE"
 CHANNELS = (64, 128, 256, 512, 512)
 
-StateDict = dict[str, torch.Tensor]
 
 
 def layer_names(convs_per_block: Sequence[int]) -> list[str]:
@@ -58,19 +57,11 @@ class Source:
     load: Callable[[], StateDict]
 
 
-def _save_atomic(state: StateDict, path: Path, metadata: dict[str, str]) -> None:
-    """Write safetensors to a temporary name, then rename, so a crash leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    save_file(state, str(partial), metadata=metadata)
-    partial.replace(path)
-
-
 def _cached_conversion(name: str, convert: Callable[[], StateDict], origin: str) -> StateDict:
     """Convert third-party weights once to safetensors in the cache, then load those."""
     target = assets.cache_dir() / "converted" / f"{name}.safetensors"
     if not target.is_file():
-        _save_atomic(convert(), target, {"origin": origin})
+        save_safetensors(convert(), target, {"origin": origin})
     return load_file(str(target))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from stylelib.backbones import FeatureExtractor, default_backbone
+from stylelib.fast import TransformerNet, stylize
 from stylelib.images import load_image
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
 from stylelib.profiles import pick_device
@@ -87,7 +88,37 @@ def bench_gatys(size: int, repeat: int, warmup: int, backbone: str | None, devic
     ]
 
 
-BENCHMARKS = {"gatys": bench_gatys}
+def bench_fast(size: int, repeat: int, warmup: int, backbone: str | None, device: str | None
+               ) -> list[tuple[str, str]]:
+    """stylize() on one image vs a bare forward of the same network (``backbone`` is unused:
+    a trained feed-forward network needs no loss network)."""
+    dev = pick_device(device)
+    torch.manual_seed(0)
+    net = TransformerNet().to(dev).eval()
+    image = load_image("tubingen", size, device=dev)
+
+    def bare_forward() -> None:
+        with torch.no_grad():
+            net(image)
+
+    styled, bare = measure([lambda: stylize(net, image), bare_forward], repeat, warmup, dev)
+    height, width = image.shape[-2:]
+    square_512 = styled.median * 512 * 512 / (height * width)
+    return [
+        ("setting", f"TransformerNet, random weights (no bundled weights yet), {width}x{height} "
+                    f"px, {dev}, {torch.get_num_threads()} threads, median of {repeat} after "
+                    f"{warmup} warm-up"),
+        ("stylize(net, image)", f"{styled.median * 1e3:.1f} ms (best {styled.best * 1e3:.1f})"),
+        ("bare net(image) under torch.no_grad()",
+         f"{bare.median * 1e3:.1f} ms (best {bare.best * 1e3:.1f})"),
+        ("ratio (medians; bests)",
+         f"{styled.median / bare.median:.3f}; {styled.best / bare.best:.3f} (target <= 1.1)"),
+        ("stylize per 512x512 image (scaled by pixels)",
+         f"{square_512:.2f} s (CPU target <= 1.0 s)"),
+    ]
+
+
+BENCHMARKS = {"gatys": bench_gatys, "fast": bench_fast}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

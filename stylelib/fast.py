@@ -1,0 +1,475 @@
+"""Fast style transfer (Johnson, Alahi & Fei-Fei 2016): train a network once per style, then
+stylise any photo with one forward pass.
+
+:class:`TransformerNet` is the paper's image transformation network with instance normalisation
+(Ulyanov et al. 2016) and resize-convolution upsampling (Odena et al. 2016). :func:`train` fits
+it to one style with the same :class:`~stylelib.losses.PerceptualLoss` that Gatys optimisation
+minimises, saving checkpoints and resuming after an interruption. :func:`save_weights`,
+:func:`load_weights`, :func:`stylize` and :func:`export_onnx` use the trained network.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import pickle
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from safetensors import SafetensorError, safe_open
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from stylelib.errors import StylelibError
+from stylelib.files import StateDict, save_safetensors
+from stylelib.images import MIN_SIDE, check_image, check_size, load_image, resize
+from stylelib.losses import PerceptualLoss
+from stylelib.profiles import pick_device
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def _conv(
+    in_channels: int, out_channels: int, kernel: int, stride: int = 1, *, relu: bool = True
+) -> list[nn.Module]:
+    """A reflection-padded convolution (no dark zero borders), instance norm, then ReLU.
+
+    The convolution has no bias: the norm subtracts each channel's mean, which cancels it.
+    """
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2,
+                  padding_mode="reflect", bias=False),
+        nn.InstanceNorm2d(out_channels, affine=True),
+    ]
+    return [*layers, nn.ReLU(inplace=True)] if relu else layers
+
+
+class ResizeConv(nn.Module):
+    """Nearest-neighbour upsampling by 2, then a reflection-padded 3x3 convolution, computed
+    exactly but on the small image.
+
+    After nearest upsampling a 3x3 window covers only 2x2 distinct input pixels, and which ones
+    depends on the output pixel's phase (even or odd row and column). Each of the four phases is
+    therefore a 2x2 convolution of the small image whose taps are sums of the 3x3 kernel's: the
+    same output from 4/9 of the multiply-adds and no enlarged copy. Every output pixel still sees
+    the whole kernel, so, unlike a stride-2 transposed convolution, nothing paints checkerboards.
+    """
+
+    taps: torch.Tensor
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, bias=False)
+        """The 3x3 kernel as applied to the enlarged image (no bias: instance norm follows)."""
+        # [phase, small-image tap, kernel tap]: how a row of 3 taps folds onto 2 small pixels.
+        phase_taps = [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
+        self.register_buffer("taps", torch.tensor(phase_taps), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` to ``[B, out_channels, 2H, 2W]``."""
+        height, width = x.shape[-2:]
+        kernels = torch.einsum("apk,bql,oikl->oabipq", self.taps, self.taps, self.conv.weight)
+        # Replicating one pixel of the small image = reflecting one pixel of the enlarged one.
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        phases = F.conv2d(padded, kernels.flatten(0, 2))
+        phases = phases.reshape(x.shape[0], self.conv.out_channels, 2, 2, height + 1, width + 1)
+        rows = [
+            torch.stack([phases[:, :, a, b, a:a + height, b:b + width] for b in (0, 1)], -1)
+            for a in (0, 1)
+        ]
+        return torch.stack(rows, 3).flatten(4, 5).flatten(2, 3)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions added to their input: the block only has to learn a change."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*_conv(channels, channels, 3),
+                                  *_conv(channels, channels, 3, relu=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + body(x)``."""
+        result: torch.Tensor = x + self.body(x)
+        return result
+
+
+class TransformerNet(nn.Module):
+    """Johnson et al.'s image transformation network: RGB in [0, 1] to stylised RGB in [0, 1].
+
+    Two stride-2 convolutions, five residual blocks at 1/4 resolution, two resize-convolutions
+    back up, a 9x9 convolution to RGB. The output goes through a sigmoid rather than a clamp: a
+    clamp sends no gradient to pixels beyond [0, 1], so early in training they can stay stuck at
+    black or white, while a sigmoid keeps every pixel trainable and still bounds the image.
+    """
+
+    card: dict[str, str]
+    """The model card that :func:`load_weights` read (empty for a new network)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.card = {}
+        self.encoder = nn.Sequential(*_conv(3, 32, 9), *_conv(32, 64, 3, 2), *_conv(64, 128, 3, 2))
+        self.residuals = nn.Sequential(*(ResidualBlock(128) for _ in range(5)))
+        self.decoder = nn.Sequential(
+            ResizeConv(128, 64), nn.InstanceNorm2d(64, affine=True), nn.ReLU(inplace=True),
+            ResizeConv(64, 32), nn.InstanceNorm2d(32, affine=True), nn.ReLU(inplace=True),
+        )
+        self.to_rgb = nn.Conv2d(32, 3, 9, padding=4, padding_mode="reflect")
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Stylise ``[B, 3, H, W]`` images of any size; the output has the input's size.
+
+        The network halves the size twice, so the input is reflection-padded to a multiple of 4
+        on the bottom and right, and the result is cropped back.
+        """
+        height, width = image.shape[-2:]
+        padded = F.pad(image, (0, (width + 3) // 4 * 4 - width, 0, (height + 3) // 4 * 4 - height),
+                       mode="reflect")
+        features = self.decoder(self.residuals(self.encoder(padded)))
+        if features.device.type == "cpu":
+            # oneDNN runs a convolution with 3 output channels about twice as fast channels-last.
+            features = features.contiguous(memory_format=torch.channels_last)
+        rgb = torch.sigmoid(self.to_rgb(features))
+        return rgb[..., :height, :width].contiguous()
+
+
+# --------------------------------------------------------------------------- training data
+
+
+def photo_files(photos: Sequence[str | Path] | str | Path) -> list[Path]:
+    """The image files of a folder (sorted), or the given list of files, checked to be there."""
+    if isinstance(photos, str | Path):
+        folder = Path(photos).expanduser()
+        if not folder.is_dir():
+            raise StylelibError(
+                f"photos={folder} is not a folder: pass a folder of photos or a list of files."
+            )
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    else:
+        files = [Path(p).expanduser() for p in photos]
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing or not files:
+        raise StylelibError(
+            f"No photos to train on: {missing[:3] or 'the folder holds no JPEG, PNG or WebP'}. "
+            "Pass a folder of photos or a list of existing image files."
+        )
+    return files
+
+
+class PhotoCrops(Dataset[torch.Tensor]):
+    """An endless stream of random square crops of photos: item ``k`` is the run's k-th crop.
+
+    Which photo and which crop depend only on ``(seed, k)``, so a resumed run sees exactly the
+    batches an uninterrupted one would. Each pass over the photos visits all of them once in a
+    fresh order; each photo is resized so its short side is ``size``, then cropped to a square.
+    """
+
+    def __init__(self, files: Sequence[Path], size: int, seed: int) -> None:
+        self.files = list(files)
+        self.size = size
+        self.seed = seed
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        """Crop number ``k``, a ``[3, size, size]`` tensor in [0, 1]."""
+        epoch, position = divmod(k, len(self.files))
+        order = np.random.default_rng((self.seed, 0, epoch)).permutation(len(self.files))
+        image = load_image(self.files[order[position]])
+        height, width = image.shape[-2:]
+        image = resize(image, math.ceil(self.size * max(height, width) / min(height, width)))
+        height, width = image.shape[-2:]
+        rng = np.random.default_rng((self.seed, 1, k))
+        top = int(rng.integers(height - self.size + 1))
+        left = int(rng.integers(width - self.size + 1))
+        return image[0, :, top:top + self.size, left:left + self.size]
+
+
+# --------------------------------------------------------------------------- weight files
+
+
+def _cpu_state(net: nn.Module, dtype: torch.dtype) -> StateDict:
+    """The network's tensors on the CPU, contiguous, in ``dtype`` (what safetensors stores)."""
+    return {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
+
+
+def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+    """Tensors and metadata of a safetensors file; anything else is refused, never unpickled."""
+    if not path.is_file():
+        raise StylelibError(f"No weights file at {path}: check the path.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise StylelibError(
+            f"{path} is not a readable safetensors file ({error}). stylelib reads weights only "
+            "from safetensors and never unpickles .pt/.pth files, which can run code: download "
+            "the file again, or save it with stylelib.fast.save_weights."
+        ) from None
+    return state, metadata
+
+
+def _load_state(net: TransformerNet, state: StateDict, path: Path) -> None:
+    """Copy ``state`` into ``net``, with one clear error when it is not this network's."""
+    if not all(torch.isfinite(tensor).all() for tensor in state.values()):
+        raise StylelibError(
+            f"{path} contains NaN or infinite weights: the file is damaged or the training "
+            "diverged; use another file."
+        )
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        detail = str(error).splitlines()[1].strip()[:200]
+        raise StylelibError(
+            f"{path} does not hold TransformerNet weights ({detail}): use a file written by "
+            "stylelib.fast.save_weights or stylelib.fast.train."
+        ) from None
+
+
+def save_weights(net: TransformerNet, path: str | Path, card: Mapping[str, str]) -> Path:
+    """Save ``net`` as fp16 safetensors (half the size) with the model card as metadata."""
+    target = Path(path).expanduser()
+    not_text = [k for k, v in card.items() if not (isinstance(k, str) and isinstance(v, str))]
+    if not_text:
+        raise StylelibError(
+            f"Model card fields must be strings; {not_text} are not: format them with str()."
+        )
+    state = _cpu_state(net, torch.float16)
+    if not all(torch.isfinite(tensor).all() for tensor in state.values()):
+        raise StylelibError(
+            "Some weights are NaN or too large for fp16 (|w| > 65504): the training diverged; "
+            "retrain with a lower lr or style_weight."
+        )
+    save_safetensors(state, target, dict(card))
+    return target
+
+
+def load_weights(path: str | Path) -> TransformerNet:
+    """A float32 :class:`TransformerNet` (eval mode) from a safetensors file, card attached."""
+    source = Path(path).expanduser()
+    state, card = _read_safetensors(source)
+    net = TransformerNet()
+    _load_state(net, state, source)
+    net.card = card
+    return net.eval()
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    """The trained network, the losses after every step, and the training time of all runs."""
+
+    net: TransformerNet
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    steps_done: int = 0
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StylelibError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _save_checkpoint(
+    path: Path, net: TransformerNet, optimizer: torch.optim.Optimizer, step: int,
+    history: list[dict[str, float]], seconds: float, settings: dict[str, object],
+) -> None:
+    """Write the optimiser state under a new name, then commit by renaming the weights file.
+
+    The weights' metadata names the optimiser file, so a crash at any point leaves the last
+    complete checkpoint intact; superseded optimiser files are deleted afterwards.
+    """
+    extra = path.with_name(f"{path.stem}.optim-{step}.pt")
+    partial = extra.with_name(f".{extra.name}.partial")
+    torch.save({"optimizer": optimizer.state_dict(), "history": history}, partial)
+    partial.replace(extra)
+    metadata = {"step": str(step), "seconds": repr(seconds), "optimizer": extra.name,
+                "settings": json.dumps(settings, sort_keys=True)}
+    save_safetensors(_cpu_state(net, torch.float32), path, metadata)
+    for stale in path.parent.glob(f"{glob.escape(path.stem)}.optim-*.pt"):
+        if stale != extra:
+            stale.unlink(missing_ok=True)
+
+
+def _resume(
+    path: Path, net: TransformerNet, optimizer: torch.optim.Optimizer, settings: dict[str, object]
+) -> tuple[int, list[dict[str, float]], float]:
+    """Load a checkpoint into ``net`` and ``optimizer``: its step, history and seconds."""
+    state, metadata = _read_safetensors(path)
+    if not {"step", "seconds", "optimizer", "settings"} <= metadata.keys():
+        raise StylelibError(
+            f"{path} holds weights but is not a checkpoint of stylelib.fast.train: pass a new "
+            "checkpoint path (load finished weights with load_weights)."
+        )
+    saved = json.loads(metadata["settings"])
+    changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
+    if changed:
+        before = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
+        now = ", ".join(f"{k}={settings.get(k)!r}" for k in changed)
+        raise StylelibError(
+            f"{path} was trained with {before}, but this call has {now}: pass the same settings "
+            "to resume it, or a new checkpoint path to start over."
+        )
+    _load_state(net, state, path)
+    extra = path.with_name(metadata["optimizer"])
+    try:
+        saved_extra = torch.load(extra, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
+        raise StylelibError(
+            f"Cannot read {extra}, the optimiser state of checkpoint {path} "
+            f"({type(error).__name__}): restore it, or delete {path} to start over."
+        ) from None
+    optimizer.load_state_dict(saved_extra["optimizer"])
+    history: list[dict[str, float]] = saved_extra["history"]
+    return int(metadata["step"]), history, float(metadata["seconds"])
+
+
+def train(
+    style: torch.Tensor,
+    photos: Sequence[str | Path] | str | Path,
+    *,
+    steps: int,
+    batch_size: int = 4,
+    size: int = 256,
+    content_weight: float = 1.0,
+    style_weight: float = 10.0,
+    tv_weight: float = 0.0,
+    lr: float = 1e-3,
+    warmup: int = 100,
+    backbone: str | None = None,
+    device: str | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 200,
+    seed: int = 0,
+    progress: bool = True,
+    callback: Callable[[int, dict[str, float], TransformerNet], None] | None = None,
+) -> TrainResult:
+    """Train a :class:`TransformerNet` to paint ``photos`` in the manner of ``style``.
+
+    Each step stylises ``batch_size`` random ``size``-pixel crops (:class:`PhotoCrops`) and takes
+    an Adam step on the perceptual loss. Its layers are the library's defaults (content relu4_2,
+    style relu1_1…relu5_1), not Johnson's relu2_2 content: the network then minimises the loss
+    that Gatys optimisation minimises, so the two methods compare like with like. The learning
+    rate rises linearly over the first ``warmup`` steps: Adam's first step moves every weight by
+    ``lr`` at once and overshoots (at 32 px the loss jumped from 5.7 to 169 without warm-up).
+
+    With ``checkpoint``, the state is saved every ``checkpoint_every`` steps and at the end, and
+    an existing checkpoint is resumed up to ``steps`` in total; weights and crops depend only on
+    ``seed``, so the result equals an uninterrupted run's (bit for bit on one machine).
+    ``callback(step, losses, net)`` runs after each step; ``step`` counts the steps done.
+    """
+    for name, value in (("steps", steps), ("batch_size", batch_size),
+                        ("checkpoint_every", checkpoint_every)):
+        _check_positive(name, value)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise StylelibError(f"warmup must be an integer >= 0, got {warmup!r}.")
+    check_size(size)
+    if not (lr > 0 and math.isfinite(lr)):
+        raise StylelibError(f"lr must be a finite number > 0, got {lr!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise StylelibError(f"seed must be an integer >= 0, got {seed!r}.")
+    style = check_image(style, "style")
+    files = photo_files(photos)
+    dev = pick_device(device)
+    loss = PerceptualLoss(
+        content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+        backbone=backbone,
+    ).to(dev)
+    loss.set_style(style.to(dev))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = TransformerNet().to(dev)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    settings: dict[str, object] = {
+        "batch_size": batch_size, "size": size, "content_weight": content_weight,
+        "style_weight": style_weight, "tv_weight": tv_weight, "lr": lr, "warmup": warmup,
+        "seed": seed, "backbone": loss.extractor.backbone, "photos": len(files),
+    }
+    path = Path(checkpoint).expanduser() if checkpoint is not None else None
+    done, seconds = 0, 0.0
+    history: list[dict[str, float]] = []
+    if path is not None and path.exists():
+        done, history, seconds = _resume(path, net, optimizer, settings)
+    crops = DataLoader(PhotoCrops(files, size, seed), batch_size=batch_size,
+                       sampler=range(done * batch_size, steps * batch_size))
+    started = time.perf_counter()
+    net.train()
+    with tqdm(total=steps, initial=done, desc="fast", disable=not progress, leave=False) as bar:
+        for batch in crops:
+            batch = batch.to(dev)
+            loss.set_content(batch)
+            optimizer.zero_grad()
+            terms = loss(net(batch))
+            terms.total.backward()
+            history.append(terms.as_floats())
+            if not math.isfinite(history[-1]["total"]):
+                raise StylelibError(
+                    f"The loss diverged (NaN/inf) at step {done + 1}: lower lr or style_weight "
+                    "and train into a new checkpoint."
+                )
+            for group in optimizer.param_groups:
+                group["lr"] = lr * min(1.0, (done + 1) / (warmup + 1))
+            optimizer.step()
+            done += 1
+            if path is not None and (done % checkpoint_every == 0 or done == steps):
+                elapsed = seconds + time.perf_counter() - started
+                _save_checkpoint(path, net, optimizer, done, history, elapsed, settings)
+            bar.update()
+            bar.set_postfix(loss=f"{history[-1]['total']:.4g}")
+            if callback is not None:
+                callback(done, history[-1], net)
+    return TrainResult(net.eval(), history, seconds + time.perf_counter() - started, done)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def stylize(net: TransformerNet, image: torch.Tensor) -> torch.Tensor:
+    """Stylise one ``[1, 3, H, W]`` image of any size with a trained network.
+
+    Runs in inference mode (no autograd bookkeeping) on the network's device; the result is
+    returned on the image's device as an ordinary tensor, free to modify or differentiate.
+    """
+    image = check_image(image)
+    device = next(net.parameters()).device
+    with torch.inference_mode():
+        result: torch.Tensor = net(image.to(device))
+    return result.to(image.device, copy=True)
+
+
+def export_onnx(net: TransformerNet, path: str | Path, size: int = 256) -> Path:
+    """Export ``net`` to ONNX with dynamic height and width (traced on a ``size``² image).
+
+    The graph takes and returns ``[1, 3, H, W]`` RGB in [0, 1], inputs named ``image`` and
+    outputs ``stylised``; it runs in onnxruntime, in browsers and on phones without PyTorch.
+    """
+    check_size(size)
+    target = Path(path).expanduser()
+    example = torch.full((1, 3, size, size), 0.5, device=next(net.parameters()).device)
+    height = torch.export.Dim("height", min=MIN_SIDE)
+    width = torch.export.Dim("width", min=MIN_SIDE)
+    partial = target.with_name(f".{target.stem}.partial.onnx")
+    try:
+        torch.onnx.export(
+            net, (example,), partial, input_names=["image"], output_names=["stylised"],
+            dynamic_shapes={"image": {2: height, 3: width}}, dynamo=True, external_data=False,
+            verbose=False,
+        )
+        partial.replace(target)
+    except ImportError as error:
+        raise StylelibError(
+            f"ONNX export needs the onnx and onnxscript packages ({error}): "
+            "pip install onnx onnxscript."
+        ) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
