@@ -13,3 +13,16 @@ class AssetError(StylelibError):
 
 class ImageError(StylelibError, ValueError):
     """A file or tensor cannot be used as an image."""
+
+
+def check_int(
+    value: object, name: str, minimum: int = 1, error: type[StylelibError] = StylelibError
+) -> int:
+    """Return ``value`` if it is an int (not a bool) of at least ``minimum``, else raise ``error``.
+
+    One wording for every count the library takes: steps, sizes, scales, seeds, tiles.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise error(f"{name} must be {expected}, got {value!r}.")
+    return value

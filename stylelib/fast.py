@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from stylelib.errors import StylelibError
+from stylelib.errors import StylelibError, check_int
 from stylelib.files import StateDict, save_safetensors
 from stylelib.images import MIN_SIDE, check_image, check_size, load_image, resize
 from stylelib.losses import PerceptualLoss
@@ -274,11 +274,6 @@ class TrainResult:
     steps_done: int = 0
 
 
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise StylelibError(f"{name} must be a positive integer, got {value!r}.")
-
-
 def _save_checkpoint(
     path: Path, net: TransformerNet, optimizer: torch.optim.Optimizer, step: int,
     history: list[dict[str, float]], seconds: float, settings: dict[str, object],
@@ -369,14 +364,12 @@ def train(
     """
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("checkpoint_every", checkpoint_every)):
-        _check_positive(name, value)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise StylelibError(f"warmup must be an integer >= 0, got {warmup!r}.")
+        check_int(value, name)
+    check_int(warmup, "warmup", minimum=0)
     check_size(size)
     if not (lr > 0 and math.isfinite(lr)):
         raise StylelibError(f"lr must be a finite number > 0, got {lr!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise StylelibError(f"seed must be an integer >= 0, got {seed!r}.")
+    check_int(seed, "seed", minimum=0)
     style = check_image(style, "style")
     files = photo_files(photos)
     dev = pick_device(device)

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
+from stylelib.backbones import FeatureExtractor
 from stylelib.colour import luminance_only, match_luminance, to_luminance
-from stylelib.errors import StylelibError
-from stylelib.images import check_image, check_size, resize
+from stylelib.errors import ImageError, StylelibError, check_int
+from stylelib.images import MIN_SIDE, check_image, check_size, resize
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
 
 Optimizer = Literal["lbfgs", "adam"]
@@ -34,11 +35,6 @@ class GatysResult:
     image: torch.Tensor
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _check_steps(steps: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise StylelibError(f"steps must be a positive integer, got {steps!r}.")
 
 
 def optimize(
@@ -57,7 +53,7 @@ def optimize(
     L-BFGS takes one iteration (one loss evaluation) per step, so both optimisers are compared
     at equal cost. ``callback(step, image)`` sees the image after each step.
     """
-    _check_steps(steps)
+    check_int(steps, "steps")
     x = image.detach().clone().requires_grad_(True)
     if optimizer == "lbfgs":
         opt: torch.optim.Optimizer = torch.optim.LBFGS(
@@ -92,10 +88,13 @@ def optimize(
 
 def _scales(size: int, scales: int) -> list[int]:
     """Long sides of a coarse-to-fine pyramid ending at ``size``, each twice the previous."""
-    if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
-        raise StylelibError(f"scales must be a positive integer, got {scales!r}.")
+    check_int(scales, "scales")
     sides = [size // 2**k for k in reversed(range(scales))]
-    check_size(sides[0], "the coarsest scale")
+    if sides[0] < MIN_SIDE:
+        raise ImageError(
+            f"scales={scales} makes the coarsest scale {sides[0]} px, below the backbone's "
+            f"{MIN_SIDE} px: use fewer scales or a larger image."
+        )
     return sides
 
 
@@ -178,16 +177,22 @@ def synthesize_texture(
     style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
     optimizer: Optimizer = "lbfgs",
     backbone: str | None = None,
+    pooling: str = "max",
     seed: int = 0,
     progress: bool = True,
 ) -> GatysResult:
-    """Start from noise and match only the style's Gram matrices: a new sample of its texture."""
+    """Start from noise and match only the style's Gram matrices: a new sample of its texture.
+
+    ``pooling="avg"`` uses average pooling in the backbone, which Gatys et al. found gives
+    slightly smoother textures.
+    """
     style = check_image(style, "style")
     check_size(size)
     start = time.perf_counter()
+    layers = list(style_layers)
     loss = PerceptualLoss(
         content_layers=(), style_layers=style_layers, content_weight=0.0, style_weight=1.0,
-        backbone=backbone,
+        extractor=FeatureExtractor(layers, backbone, pooling=pooling),
     ).to(style.device)
     loss.set_style(style)
     generator = torch.Generator().manual_seed(seed)

@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylelib import assets
-from stylelib.errors import AssetError, ImageError
+from stylelib.errors import AssetError, ImageError, check_int
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -93,8 +93,7 @@ def check_size(size: int | None, name: str = "size") -> None:
     """Reject a requested long side that is not a positive integer within the pixel cap."""
     if size is None:
         return
-    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIDE:
-        raise ImageError(f"{name} must be an integer of at least {MIN_SIDE} pixels, got {size!r}.")
+    check_int(size, f"{name} (pixels)", MIN_SIDE, ImageError)
     if size * size > MAX_PIXELS:
         raise ImageError(
             f"{name}={size} would exceed the cap of {MAX_PIXELS:,} pixels: use {name} <= "
@@ -177,6 +176,27 @@ def load_image(
             f"{MIN_SIDE} px for the backbone: use a larger image."
         )
     return tensor.to(device) if device is not None else tensor
+
+
+def shuffle_tiles(
+    image: torch.Tensor, tiles_per_side: int = 4, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Cut an image into a grid of equal tiles and reassemble them in random order.
+
+    The image is first cropped to a multiple of the tile size. Local texture survives inside
+    each tile while the large-scale layout is destroyed: a test of what a statistic ignores.
+    """
+    image = check_image(image)
+    check_int(tiles_per_side, "tiles_per_side", error=ImageError)
+    tile_h, tile_w = image.shape[-2] // tiles_per_side, image.shape[-1] // tiles_per_side
+    if min(tile_h, tile_w) < 1:
+        raise ImageError(f"A {list(image.shape[-2:])} image cannot hold {tiles_per_side}² tiles.")
+    n = tiles_per_side
+    grid = image[..., : tile_h * n, : tile_w * n].reshape(3, n, tile_h, n, tile_w)
+    tiles = grid.permute(1, 3, 0, 2, 4).reshape(n * n, 3, tile_h, tile_w)
+    order = torch.randperm(n * n, generator=generator).to(image.device)
+    shuffled = tiles[order].reshape(n, n, 3, tile_h, tile_w).permute(2, 0, 3, 1, 4)
+    return shuffled.reshape(1, 3, tile_h * n, tile_w * n)
 
 
 def to_pil(tensor: torch.Tensor) -> Image.Image:

@@ -179,7 +179,8 @@ def test_stylize_bad_options(photo: torch.Tensor, painting: torch.Tensor) -> Non
 
 def test_stylize_coarsest_scale_too_small(photo: torch.Tensor, painting: torch.Tensor) -> None:
     # 32 px in three scales: 8, 16, 32; the backbone needs at least 16 px.
-    with pytest.raises(ImageError, match="the coarsest scale must be an integer of at least 16"):
+    message = "scales=3 makes the coarsest scale 8 px, below the backbone's 16 px"
+    with pytest.raises(ImageError, match=message):
         stylize(photo, painting, steps=1, scales=3, backbone=HED, progress=False)
 
 
@@ -205,5 +206,16 @@ def test_synthesize_texture(painting: torch.Tensor) -> None:
 
 
 def test_synthesize_texture_bad_size(painting: torch.Tensor) -> None:
-    with pytest.raises(ImageError, match="size must be an integer of at least 16 pixels, got 8"):
+    with pytest.raises(ImageError, match=r"size \(pixels\) must be an integer >= 16, got 8"):
         synthesize_texture(painting, size=8, steps=1, backbone=HED, progress=False)
+
+
+def test_synthesize_texture_pooling_changes_the_result(painting: torch.Tensor) -> None:
+    """Average pooling is a different network from max pooling: same seed, different texture."""
+    kwargs = {"size": 32, "steps": 10, "backbone": HED, "progress": False, "seed": 1}
+    max_pooled = synthesize_texture(painting, **kwargs)
+    avg_pooled = synthesize_texture(painting, pooling="avg", **kwargs)
+    assert avg_pooled.history[-1]["style"] < avg_pooled.history[0]["style"]
+    assert (max_pooled.image - avg_pooled.image).abs().max() > 1e-3
+    with pytest.raises(StylelibError, match="pooling must be 'max' or 'avg'"):
+        synthesize_texture(painting, pooling="min", **kwargs)

@@ -13,7 +13,15 @@ from PIL import Image
 
 from stylelib import images
 from stylelib.errors import AssetError, ImageError
-from stylelib.images import check_image, check_size, image_grid, load_image, save_image, to_pil
+from stylelib.images import (
+    check_image,
+    check_size,
+    image_grid,
+    load_image,
+    save_image,
+    shuffle_tiles,
+    to_pil,
+)
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -240,7 +248,7 @@ def test_image_above_the_pixel_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize("size", [0, -64, 15, True, 64.0, "64"])
 def test_bad_size(size: object) -> None:
-    with pytest.raises(ImageError, match=r"size must be an integer of at least 16 pixels, got"):
+    with pytest.raises(ImageError, match=r"size \(pixels\) must be an integer >= 16, got"):
         load_image(torch.rand(1, 3, 32, 32), size=size)  # type: ignore[arg-type]
 
 
@@ -387,3 +395,25 @@ def test_image_grid_title_count_mismatch() -> None:
 def test_image_grid_without_images() -> None:
     with pytest.raises(ValueError, match="image"):
         image_grid([])
+
+
+def test_shuffle_tiles_keeps_every_tile_and_moves_them() -> None:
+    image = torch.rand(1, 3, 35, 50)
+    shuffled = shuffle_tiles(image, 2, torch.Generator().manual_seed(0))
+    assert shuffled.shape == (1, 3, 34, 50)  # cropped to a multiple of the 17 x 25 tile
+    spots = [(i * 17, j * 25) for i in range(2) for j in range(2)]
+    before = [image[..., y : y + 17, x : x + 25] for y, x in spots]
+    after = [shuffled[..., y : y + 17, x : x + 25] for y, x in spots]
+    for tile in after:
+        assert any(torch.equal(tile, original) for original in before)
+    assert not torch.equal(shuffled, image[..., :34, :])
+
+
+@pytest.mark.parametrize(("tiles", "message"), [
+    (0, "tiles_per_side must be a positive integer, got 0"),
+    (True, "tiles_per_side must be a positive integer, got True"),
+    (40, r"cannot hold 40² tiles"),
+])
+def test_shuffle_tiles_bad_count(tiles: object, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        shuffle_tiles(torch.rand(1, 3, 20, 20), tiles)  # type: ignore[arg-type]
