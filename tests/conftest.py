@@ -16,6 +16,7 @@ import torch
 
 from stylelib.backbones import FeatureExtractor
 from stylelib.images import load_image
+from stylelib.losses import PerceptualLoss
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "assets"
@@ -88,3 +89,14 @@ def photo(mirror_dir: Path) -> torch.Tensor:
 def painting(mirror_dir: Path) -> torch.Tensor:
     """A real painting (The Starry Night), 32 px on its long side."""
     return load_image(mirror_dir / "style" / "starry_night.jpg", size=32)
+
+
+@pytest.fixture(scope="session")
+def perceptual(
+    extractor: FeatureExtractor, photo: torch.Tensor, painting: torch.Tensor
+) -> PerceptualLoss:
+    """The default perceptual loss (style weight 10) with the photo and painting as targets."""
+    loss = PerceptualLoss(extractor=extractor, style_weight=10.0)
+    loss.set_content(photo)
+    loss.set_style(painting)
+    return loss

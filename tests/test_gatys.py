@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 
-from stylelib.backbones import FeatureExtractor
 from stylelib.colour import rgb_to_yiq
 from stylelib.errors import ImageError, StylelibError
 from stylelib.gatys import GatysResult, optimize, stylize, synthesize_texture
@@ -21,16 +20,6 @@ from stylelib.losses import LossTerms, PerceptualLoss
 
 HED = "vgg16-hed"
 STEPS = 5
-
-
-@pytest.fixture(scope="module")
-def perceptual(
-    extractor: FeatureExtractor, photo: torch.Tensor, painting: torch.Tensor
-) -> PerceptualLoss:
-    loss = PerceptualLoss(extractor=extractor, style_weight=10.0)
-    loss.set_content(photo)
-    loss.set_style(painting)
-    return loss
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from headless import CHROMIUM, FLAGS
 from PIL import Image
 
 from stylelib.widgets import WIDGET_MIME, FrameSlider, frame_slider
 
 COLOURS = [(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)]
 DATA_URI = re.compile(r"data:image/(?:png|jpeg);base64,[A-Za-z0-9+/=]+")
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def solid(colour: tuple[int, int, int]) -> Image.Image:
@@ -206,7 +206,7 @@ def test_log_spaced_values_get_a_log_slider() -> None:
 
 
 def test_static_slider_swaps_frames_in_headless_chromium() -> None:
-    if not CHROMIUM.exists():
+    if not Path(CHROMIUM).exists():
         pytest.skip("needs /usr/bin/chromium (apt-get install -y chromium)")
     values = [0.0, 0.5, 1.0]
     first = frame_slider(values, frames(3), label="first")
@@ -226,13 +226,8 @@ def test_static_slider_swaps_frames_in_headless_chromium() -> None:
         )
         result = subprocess.run(
             [
-                str(CHROMIUM),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
+                CHROMIUM,
+                *FLAGS,
                 f"--user-data-dir={os.path.join(tmp, 'profile')}",
                 "--dump-dom",
                 page.as_uri(),

@@ -32,24 +32,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from bookinfo import COLAB, ROOT, notebook_colab_url, toc_pages
+from headless import CHROMIUM
+from headless import FLAGS as CHROMIUM_ARGS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Request, Response
 
 PLAYWRIGHT = "playwright==1.65.2"
 """The pinned package (its own browsers are never installed: the system Chromium is used)."""
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    # Offline by construction: every host but the local server fails to resolve, at once.
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
 # (Playwright gives Chromium a fresh temporary --user-data-dir itself and deletes it on close;
 # it refuses the flag in `args`.)
 BUILD_COMMAND = (

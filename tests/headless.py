@@ -1,0 +1,22 @@
+"""The one headless-Chromium setup the browser tests share: which binary, which flags."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+"""Debian's Chromium (``apt-get install chromium``); ``$CHROMIUM`` overrides."""
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    # Offline by construction: every host but the local machine fails to resolve, at once.
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+"""Headless, no background traffic, no first-run pages (a user-data dir is added per run)."""
