@@ -143,10 +143,10 @@ def stylize(
     image: torch.Tensor | None = None
     history: list[dict[str, float]] = []
     for level, side in enumerate(_scales(full_side, scales)):
-        level_content = resize(target, side) if side != full_side else target
+        level_content = resize(target, side)
         style_side = round(max(style.shape[-2:]) * side / full_side)
         loss.set_content(level_content)
-        loss.set_style(resize(style, style_side) if style_side != max(style.shape[-2:]) else style)
+        loss.set_style(resize(style, style_side))
         if image is not None:
             start_image = F.interpolate(image, size=level_content.shape[-2:], mode="bilinear")
         elif isinstance(init, torch.Tensor):

@@ -33,7 +33,7 @@ MIN_SIDE = 16
 ImageSource = str | Path | Image.Image | torch.Tensor
 
 
-def _open(source: str | Path) -> tuple[Image.Image, str]:
+def _open(source: str | Path) -> Image.Image:
     """Open a path, or fetch a registry asset when no such file exists."""
     path = Path(source).expanduser()
     if path.is_dir():
@@ -70,7 +70,7 @@ def _open(source: str | Path) -> tuple[Image.Image, str]:
                 f"{path} could not be decoded ({error}); the file is probably truncated or "
                 "corrupt: download or export it again."
             ) from None
-    return image, str(path)
+    return image
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
@@ -154,7 +154,7 @@ def load_image(
         if isinstance(source, Image.Image):
             image = source
         elif isinstance(source, str | Path):
-            image, _ = _open(source)
+            image = _open(source)
         else:
             raise ImageError(
                 f"Cannot load an image from a {type(source).__name__}: pass a path, an asset "
