@@ -31,7 +31,6 @@ BACKBONE_ENV = "STYLELIB_BACKBONE"
 CHANNELS = (64, 128, 256, 512, 512)
 
 
-
 def layer_names(convs_per_block: Sequence[int]) -> list[str]:
     """Names in network order: ``conv1_1, relu1_1, …, pool1, conv2_1, …`` (no final pool)."""
     names: list[str] = []

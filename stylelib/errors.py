@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class StylelibError(Exception):
     """Base class: every message says what was wrong and what to do about it."""
@@ -25,4 +27,12 @@ def check_int(
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise error(f"{name} must be {expected}, got {value!r}.")
+    return value
+
+
+def check_number(value: float, name: str, minimum: float = 0.0, *, strict: bool = False) -> float:
+    """Return ``value`` if it is finite and ``>= minimum`` (``> minimum`` when ``strict``)."""
+    if not (math.isfinite(value) and (value > minimum if strict else value >= minimum)):
+        bound = f"{'>' if strict else '>='} {minimum:g}"
+        raise StylelibError(f"{name} must be a finite number {bound}, got {value!r}.")
     return value

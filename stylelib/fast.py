@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from stylelib.errors import StylelibError, check_int
+from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.files import StateDict, save_safetensors
 from stylelib.images import MIN_SIDE, check_image, check_size, load_image, resize
 from stylelib.losses import PerceptualLoss
@@ -367,8 +367,7 @@ def train(
         check_int(value, name)
     check_int(warmup, "warmup", minimum=0)
     check_size(size)
-    if not (lr > 0 and math.isfinite(lr)):
-        raise StylelibError(f"lr must be a finite number > 0, got {lr!r}.")
+    check_number(lr, "lr", strict=True)
     check_int(seed, "seed", minimum=0)
     style = check_image(style, "style")
     files = photo_files(photos)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from stylelib.backbones import FeatureExtractor
-from stylelib.errors import StylelibError
+from stylelib.errors import StylelibError, check_number
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYERS = ("relu4_2",)
@@ -138,8 +138,7 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
                             ("tv_weight", tv_weight)):
-            if not value >= 0 or value == float("inf"):
-                raise StylelibError(f"{name} must be a finite number >= 0, got {value!r}.")
+            check_number(value, name)
         self.content_layers = tuple(content_layers)
         self.style_weights = _layer_weights(style_layers)
         self.weights = (content_weight, style_weight, tv_weight)
