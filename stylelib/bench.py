@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from stylelib import bundled
 from stylelib.backbones import FeatureExtractor, default_backbone
 from stylelib.fast import TransformerNet, stylize
 from stylelib.images import load_image
@@ -93,8 +94,12 @@ def bench_fast(size: int, repeat: int, warmup: int, backbone: str | None, device
     """stylize() on one image vs a bare forward of the same network (``backbone`` is unused:
     a trained feed-forward network needs no loss network)."""
     dev = pick_device(device)
-    torch.manual_seed(0)
-    net = TransformerNet().to(dev).eval()
+    names = bundled.available()
+    if names:
+        net, what = bundled.load(names[0], dev), f"bundled {names[0]} net"
+    else:
+        torch.manual_seed(0)
+        net, what = TransformerNet().to(dev).eval(), "random weights (no bundled net found)"
     image = load_image("tubingen", size, device=dev)
 
     def bare_forward() -> None:
@@ -105,7 +110,7 @@ def bench_fast(size: int, repeat: int, warmup: int, backbone: str | None, device
     height, width = image.shape[-2:]
     square_512 = styled.median * 512 * 512 / (height * width)
     return [
-        ("setting", f"TransformerNet, random weights (no bundled weights yet), {width}x{height} "
+        ("setting", f"TransformerNet, {what}, {width}x{height} "
                     f"px, {dev}, {torch.get_num_threads()} threads, median of {repeat} after "
                     f"{warmup} warm-up"),
         ("stylize(net, image)", f"{styled.median * 1e3:.1f} ms (best {styled.best * 1e3:.1f})"),

@@ -33,13 +33,19 @@ class Profile:
     """Side of the square textures synthesised from noise."""
     frames: int
     """Pre-rendered frames per slider in the static book."""
+    train_steps: int
+    """Steps of the live training demos (a network trained while the chapter runs)."""
+    train_size: int
+    """Crop side, in pixels, of those demos' training images."""
     description: str
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", 64, 4, 96, 48, 5, "CI and smoke tests: tiny images, a few steps"),
-    "book": Profile("book", 256, 100, 512, 128, 5, "the CPU-built book: results that look right"),
-    "full": Profile("full", 512, 500, 1024, 256, 7, "paper-like settings, for a GPU"),
+    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32,
+                     "CI and smoke tests: tiny images, a few steps"),
+    "book": Profile("book", 256, 100, 512, 128, 5, 150, 128,
+                    "the CPU-built book: results that look right"),
+    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, "paper-like settings, for a GPU"),
 }
 
 

@@ -68,12 +68,15 @@ class FrameSlider:
         fmt: str,
         caption: str,
         initial: float | None,
+        names: Sequence[str] | None = None,
     ) -> None:
         _check_arguments(values, frames, live, initial)
+        if names is not None and len(names) != len(values):
+            raise ValueError(f"names: expected one per value ({len(values)}), got {len(names)}")
         self.values = tuple(float(v) for v in values)
         self.label = label
         self.caption = caption
-        self.shown = tuple(fmt.format(v) for v in self.values)
+        self.shown = tuple(names) if names else tuple(fmt.format(v) for v in self.values)
         self._fmt = fmt
         self._render = render
         self._log = self.values[0] > 0 and self.values[-1] >= _LOG_RATIO * self.values[0]
@@ -264,13 +267,15 @@ def frame_slider(
     fmt: str = "{:g}",
     caption: str = "",
     initial: float | None = None,
+    names: Sequence[str] | None = None,
 ) -> FrameSlider:
     """A slider showing ``frames[i]`` at ``values[i]``, live in a notebook and static in the book.
 
     ``render(value)`` (optional) computes in-between values: on every change with
     ``live="continuous"``, or when "Run" is clicked with ``live="button"`` (for slow methods).
     ``fmt`` formats values for display; ``initial`` picks the starting frame (the nearest one;
-    the middle frame by default); ``caption`` is shown under the image.
+    the middle frame by default); ``caption`` is shown under the image. ``names`` replaces the
+    formatted values as the frames' labels (e.g. one painting per frame, without ``render``).
     """
     return FrameSlider(
         values,
@@ -281,4 +286,5 @@ def frame_slider(
         fmt=fmt,
         caption=caption,
         initial=initial,
+        names=names,
     )

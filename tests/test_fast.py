@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
@@ -127,6 +128,18 @@ def test_photo_crops_depend_only_on_seed_and_index(photos: list[Path]) -> None:
     assert crops[5].shape == (3, 32, 32)
     assert torch.equal(crops[5], PhotoCrops(photos, 32, seed=0)[5])
     assert not torch.equal(crops[5], PhotoCrops(photos, 32, seed=1)[5])
+
+
+def test_photo_crops_scale_sets_the_size_photos_are_cropped_from(tmp_path: Path) -> None:
+    """With ``scale`` the photo is first resized to that long side: a left-to-right ramp of
+    the whole photo then rises by 1/scale per pixel of the crop, not by 1/(its fitted width)."""
+    ramp = np.tile(np.linspace(0, 255, 200, dtype=np.float32), (100, 1))
+    path = tmp_path / "ramp.png"
+    Image.fromarray(np.repeat(ramp[..., None], 3, axis=2).astype(np.uint8)).save(path)
+    for scale, width in ((None, 2 * 24), (120, 120)):
+        crop = PhotoCrops([path], 24, seed=0, scale=scale)[0]
+        slope = float((crop[0, :, 1:] - crop[0, :, :-1]).mean())
+        assert slope == pytest.approx(1 / (width - 1), rel=0.05), scale
 
 
 # --------------------------------------------------------------------------- training

@@ -49,7 +49,7 @@ def test_unknown_profile_names_the_choices(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_profiles_grow_from_quick_to_full() -> None:
     quick, book, full = (PROFILES[n] for n in ("quick", "book", "full"))
-    for field in ("size", "steps", "large_size", "texture_size"):
+    for field in ("size", "steps", "large_size", "texture_size", "train_steps", "train_size"):
         assert getattr(quick, field) < getattr(book, field) < getattr(full, field), field
     for profile in PROFILES.values():
         assert profile.size >= 16 and profile.texture_size >= 16  # the backbone's minimum

@@ -242,3 +242,12 @@ def test_static_slider_swaps_frames_in_headless_chromium() -> None:
     assert img_src(figures[0]) == frame_1  # the other slider on the page is untouched
     assert img_src(figures[1]) == frame_2
     assert re.search(r"<output[^>]*>1\.00</output>", figures[1])
+
+
+def test_names_label_the_frames_live_and_static() -> None:
+    """A picker over paintings shows their names, not the index values behind them."""
+    slider = frame_slider([0, 1, 2], frames(3), label="style", names=["wave", "scream", "night"])
+    assert [label for label, _ in slider.slider.options] == ["wave", "scream", "night"]
+    assert '"wave","scream","night"' in slider.html
+    with pytest.raises(ValueError, match="names: expected one per value"):
+        frame_slider([0, 1, 2], frames(3), label="style", names=["a", "b"])

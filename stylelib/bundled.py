@@ -1,0 +1,175 @@
+"""The feed-forward style networks this project trained and ships in ``stylelib/weights/``.
+
+:func:`load` returns one ready to stylise; :func:`training_photos` is the photo set they were
+trained on (the shared training collection minus every photo the book uses as a content image,
+so the chapters always show them photos they never saw). ``python -m stylelib.bundled STYLE``
+trains one more, resumably, and writes its fp16 weights with a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stylelib import assets, fast, gatys
+from stylelib.backbones import default_backbone
+from stylelib.errors import StylelibError
+from stylelib.images import load_image
+from stylelib.losses import PerceptualLoss
+from stylelib.metrics import perceptual_errors
+from stylelib.profiles import pick_device
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+STYLES = ("starry_night", "the_scream", "great_wave")
+"""The paintings with a bundled network (all public domain; see each model card)."""
+HELD_OUT = ("tubingen", "golden_gate", "hoovertowernight", "amber", "sailboat")
+"""Content photos the networks never saw, used to compare them with Gatys optimisation."""
+TRAINING_DIR = "training/photos"
+"""The photo collection's folder inside the asset mirror (``$STYLELIB_ASSETS_DIR``)."""
+
+
+def weights_path(style: str) -> Path:
+    """Where the bundled network for ``style`` is stored."""
+    return WEIGHTS_DIR / f"fast_{style}.safetensors"
+
+
+def available() -> list[str]:
+    """The styles whose bundled network is present, in :data:`STYLES` order."""
+    return [style for style in STYLES if weights_path(style).is_file()]
+
+
+def load(style: str, device: str | torch.device = "cpu") -> fast.TransformerNet:
+    """The bundled network for ``style`` (float32, eval mode, model card in ``net.card``)."""
+    if style not in STYLES:
+        raise StylelibError(
+            f"No bundled network for style {style!r}: choose one of {', '.join(STYLES)}, or "
+            "train your own with stylelib.fast.train."
+        )
+    return fast.load_weights(weights_path(style)).to(device)
+
+
+def training_photos(mirror: str | Path | None = None) -> list[Path]:
+    """The training collection's photos, minus the book's content photos (held out)."""
+    root = Path(mirror or os.environ.get(assets.MIRROR_ENV) or "").expanduser()
+    folder = root / TRAINING_DIR
+    if not folder.is_dir():
+        raise StylelibError(
+            f"The training photos are not at {folder}: set ${assets.MIRROR_ENV} to a copy of "
+            "the book's asset folder, or pass your own photos to stylelib.fast.train."
+        )
+    held_out = {Path(name).stem for name in assets.names("content/")}
+    return [path for path in fast.photo_files(folder)
+            if path.stem.split("__")[-1] not in held_out]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One style-photo pair: errors and seconds of the bundled net and of Gatys optimisation."""
+
+    style: str
+    photo: str
+    fast: dict[str, float]
+    gatys: dict[str, float]
+    fast_seconds: float
+    gatys_seconds: float
+
+
+def compare_with_gatys(
+    styles: Sequence[str], photos: Sequence[str], *, size: int, gatys_steps: int,
+    device: str | torch.device = "cpu",
+) -> list[Comparison]:
+    """Score each bundled net and a Gatys result on each photo under one loss network.
+
+    Both stylise the photo at long side ``size`` with the painting at the same size; Gatys runs
+    ``gatys_steps`` L-BFGS steps with its default weights: the Gatys result the book shows.
+    """
+    loss = PerceptualLoss().to(device)
+    rows = []
+    for style_name in styles:
+        net = load(style_name, device)
+        style = load_image(style_name, size, device=device)
+        for photo_name in photos:
+            photo = load_image(photo_name, size, device=device)
+            started = time.perf_counter()
+            painted = fast.stylize(net, photo)
+            fast_seconds = time.perf_counter() - started
+            optimised = gatys.stylize(photo, style, steps=gatys_steps, progress=False)
+            rows.append(Comparison(
+                style_name, photo_name, perceptual_errors(painted, photo, style, loss),
+                perceptual_errors(optimised.image, photo, style, loss), fast_seconds,
+                optimised.seconds,
+            ))
+    return rows
+
+
+def _hardware(device: torch.device) -> str:
+    """A one-line description of where the training ran."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train (or resume) one bundled network and write its weights and model card."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stylelib.bundled",
+        description="Train a feed-forward style network on the training collection.",
+        epilog="example: python -m stylelib.bundled starry_night --steps 2000",
+    )
+    parser.add_argument("style", help="style image asset name, e.g. starry_night")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=128, help="crop side (128)")
+    parser.add_argument("--scale", type=int, default=256,
+                        help="long side photos are resized to before cropping (256)")
+    parser.add_argument("--style-size", type=int, default=256, help="style image long side")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--style-weight", type=float, default=10.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
+    args = parser.parse_args(argv)
+    out = args.out or weights_path(args.style)
+    checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
+    style_asset = assets.resolve(args.style)
+    photos = training_photos()
+    result = fast.train(
+        load_image(args.style, args.style_size), photos, steps=args.steps,
+        batch_size=args.batch_size, size=args.size, scale=args.scale,
+        style_weight=args.style_weight, lr=args.lr, device=args.device, checkpoint=checkpoint,
+    )
+    last = result.history[-50:]
+    final = {key: sum(step[key] for step in last) / len(last) for key in ("content", "style")}
+    card = {
+        "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",
+        "style": f"{style_asset.name}: {style_asset.credit} ({style_asset.licence}), "
+                 f"long side {args.style_size} px",
+        "data": f"{len(photos)} photos of the book's training collection (ImageNet samples, "
+                "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
+                f"content photos; random {args.size} px crops of photos resized to "
+                f"{args.scale} px",
+        "training": f"{result.steps_done} Adam steps, batch {args.batch_size}, lr {args.lr} "
+                    f"(warm-up 100), content weight 1, style weight {args.style_weight}, "
+                    f"loss network {default_backbone()}",
+        "style_weight": str(args.style_weight),
+        "hardware": _hardware(pick_device(args.device)),
+        "time": f"{result.seconds / 60:.1f} min",
+        "losses": json.dumps({k: round(v, 4) for k, v in final.items()})
+                  + " (relative errors, mean of the last 50 steps)",
+        "licence": "weights: MIT, like the code; the style image's own licence is in 'style'",
+    }
+    fast.save_weights(result.net, out, card)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    for key, value in card.items():
+        print(f"  {key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

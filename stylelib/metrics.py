@@ -1,0 +1,50 @@
+"""Scores that compare methods fairly: perceptual errors under one loss network, SSIM to the
+photo, and the Markdown tables the chapters print them in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from skimage.metrics import structural_similarity
+
+from stylelib.images import check_image
+from stylelib.losses import PerceptualLoss
+
+
+@torch.no_grad()
+def perceptual_errors(
+    image: torch.Tensor, content: torch.Tensor, style: torch.Tensor, loss: PerceptualLoss
+) -> dict[str, float]:
+    """Relative content error to ``content`` and Gram style error to ``style`` of ``image``.
+
+    These are the unweighted terms every method in the book minimises (content at relu4_2,
+    style over relu1_1…relu5_1), so one ``loss`` scores all methods with the same yardstick.
+    """
+    image = check_image(image)
+    loss.set_content(check_image(content, "content"))
+    loss.set_style(check_image(style, "style"))
+    terms = loss(image)
+    return {"content": float(terms.content), "style": float(terms.style)}
+
+
+def ssim(image: torch.Tensor, reference: torch.Tensor) -> float:
+    """Structural similarity (Wang et al. 2004) of two same-size RGB images in [0, 1]."""
+    image, reference = check_image(image), check_image(reference, "reference")
+    if image.shape != reference.shape:
+        raise ValueError(
+            f"SSIM needs images of one size, got {tuple(image.shape)} and "
+            f"{tuple(reference.shape)}: resize one to the other first."
+        )
+    arrays = [t[0].permute(1, 2, 0).float().cpu().numpy() for t in (image, reference)]
+    score = structural_similarity(*arrays, channel_axis=2, data_range=1.0)  # type: ignore[no-untyped-call]
+    return float(score)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table; floats are written with 3 significant digits."""
+    def cell(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    lines = [headers, ["---"] * len(headers), *([cell(v) for v in row] for row in rows)]
+    return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines)

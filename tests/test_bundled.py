@@ -1,0 +1,90 @@
+"""Tests for stylelib.bundled: the shipped networks, their cards, data split and comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylelib import assets, bundled, fast
+from stylelib.backbones import FeatureExtractor
+from stylelib.errors import StylelibError
+from stylelib.losses import PerceptualLoss
+from stylelib.metrics import perceptual_errors
+
+CARD_FIELDS = {"model", "style", "data", "training", "style_weight", "hardware", "time", "losses",
+               "licence"}
+
+
+def test_every_bundled_net_is_shipped_within_the_size_budget() -> None:
+    assert bundled.available() == list(bundled.STYLES)
+    total = sum(bundled.weights_path(style).stat().st_size for style in bundled.STYLES)
+    assert total <= 15_000_000, f"{total / 1e6:.1f} MB of bundled weights (budget 15 MB)"
+
+
+@pytest.mark.parametrize("style", bundled.STYLES)
+def test_model_cards_say_how_each_net_was_made(style: str) -> None:
+    card = bundled.load(style).card
+    assert card.keys() >= CARD_FIELDS
+    assert assets.resolve(style).credit in card["style"]
+    assert float(card["style_weight"]) > 0
+    losses = json.loads(card["losses"].split(" (")[0])
+    assert 0 < losses["style"] < 1 and 0 < losses["content"] < 2
+
+
+def test_bundled_nets_paint_their_own_style(photo: torch.Tensor, painting: torch.Tensor,
+                                            extractor: FeatureExtractor) -> None:
+    """Each net moves the photo towards its painting's Gram statistics, and the nets differ."""
+    outputs = {style: fast.stylize(bundled.load(style), photo) for style in bundled.STYLES}
+    loss = PerceptualLoss(extractor=extractor)
+    night = perceptual_errors(outputs["starry_night"], photo, painting, loss)
+    untouched = perceptual_errors(photo, photo, painting, loss)
+    assert night["style"] < 0.5 * untouched["style"]
+    first, *others = outputs.values()
+    for other in others:
+        assert (first - other).abs().mean() > 0.05
+
+
+def test_unknown_bundled_style_is_refused() -> None:
+    with pytest.raises(StylelibError, match="No bundled network for style 'mona_lisa'"):
+        bundled.load("mona_lisa")
+
+
+def test_training_photos_hold_out_the_book_photos(mirror: Path) -> None:
+    photos = bundled.training_photos()
+    everything = fast.photo_files(mirror / bundled.TRAINING_DIR)
+    book = {Path(name).stem for name in assets.names("content/")}
+    assert not {p.stem.split("__")[-1] for p in photos} & book
+    assert set(bundled.HELD_OUT) <= book
+    assert 1000 < len(photos) < len(everything)
+
+
+def test_training_photos_without_a_mirror_say_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(tmp_path))
+    with pytest.raises(StylelibError, match=r"set \$STYLELIB_ASSETS_DIR"):
+        bundled.training_photos()
+
+
+def test_comparison_scores_both_methods_with_one_loss(mirror: Path) -> None:
+    (row,) = bundled.compare_with_gatys(["starry_night"], ["tubingen"], size=32, gatys_steps=3)
+    assert (row.style, row.photo) == ("starry_night", "tubingen")
+    for scores in (row.fast, row.gatys):
+        assert scores.keys() == {"content", "style"}
+        assert all(0 < value < 2 for value in scores.values())
+    assert row.fast_seconds > 0 and row.gatys_seconds > row.fast_seconds
+
+
+def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tiny.safetensors"
+    bundled.main(["great_wave", "--steps", "2", "--size", "16", "--scale", "24",
+                  "--style-size", "32", "--batch-size", "1", "--out", str(out)])
+    net = fast.load_weights(out)
+    assert net.card.keys() >= CARD_FIELDS
+    assert "2 Adam steps" in net.card["training"]
+    assert out.with_name("tiny.checkpoint.safetensors").is_file()
+    assert f"wrote {out}" in capsys.readouterr().out
