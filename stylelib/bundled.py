@@ -166,9 +166,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "licence": "weights: MIT, like the code; the style image's own licence is in 'style'",
     }
     fast.save_weights(result.net, out, card)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    for key, value in card.items():
-        print(f"  {key}: {value}")
+    readme = "".join(f"- **{key}**: {value}\n" for key, value in card.items())
+    out.with_suffix(".md").write_text(
+        f"# Model card: {out.name}\n\nThe same fields are stored in the file's metadata.\n\n"
+        f"{readme}", encoding="utf-8")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and its model card")
+    print(readme, end="")
 
 
 if __name__ == "__main__":

@@ -271,12 +271,14 @@ def load_weights(path: str | Path) -> TransformerNet:
 
 @dataclass
 class TrainResult:
-    """The trained network, the losses after every step, and the training time of all runs."""
+    """The trained network, the losses after every step, the training time of all runs, and the
+    preview image stylised every ``preview_every`` steps of this run (by step)."""
 
     net: TransformerNet
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     steps_done: int = 0
+    previews: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 def _save_checkpoint(
@@ -352,6 +354,8 @@ def train(
     checkpoint_every: int = 200,
     seed: int = 0,
     progress: bool = True,
+    preview: torch.Tensor | None = None,
+    preview_every: int = 50,
     callback: Callable[[int, dict[str, float], TransformerNet], None] | None = None,
 ) -> TrainResult:
     """Train a :class:`TransformerNet` to paint ``photos`` in the manner of ``style``.
@@ -367,10 +371,12 @@ def train(
     With ``checkpoint``, the state is saved every ``checkpoint_every`` steps and at the end, and
     an existing checkpoint is resumed up to ``steps`` in total; weights and crops depend only on
     ``seed``, so the result equals an uninterrupted run's (bit for bit on one machine).
-    ``callback(step, losses, net)`` runs after each step; ``step`` counts the steps done.
+    ``preview`` (an image) is stylised every ``preview_every`` steps and at the end, to watch
+    the network learn. ``callback(step, losses, net)`` runs after each step; ``step`` counts the
+    steps done.
     """
     for name, value in (("steps", steps), ("batch_size", batch_size),
-                        ("checkpoint_every", checkpoint_every)):
+                        ("checkpoint_every", checkpoint_every), ("preview_every", preview_every)):
         check_int(value, name)
     check_int(warmup, "warmup", minimum=0)
     check_size(size)
@@ -378,6 +384,8 @@ def train(
     check_number(lr, "lr", strict=True)
     check_int(seed, "seed", minimum=0)
     style = check_image(style, "style")
+    if preview is not None:
+        preview = check_image(preview, "preview")
     files = photo_files(photos)
     dev = pick_device(device)
     loss = PerceptualLoss(
@@ -397,6 +405,7 @@ def train(
     path = Path(checkpoint).expanduser() if checkpoint is not None else None
     done, seconds = 0, 0.0
     history: list[dict[str, float]] = []
+    previews: dict[int, torch.Tensor] = {}
     if path is not None and path.exists():
         done, history, seconds = _resume(path, net, optimizer, settings)
     crops = DataLoader(PhotoCrops(files, size, seed, scale), batch_size=batch_size,
@@ -423,11 +432,14 @@ def train(
             if path is not None and (done % checkpoint_every == 0 or done == steps):
                 elapsed = seconds + time.perf_counter() - started
                 _save_checkpoint(path, net, optimizer, done, history, elapsed, settings)
+            if preview is not None and (done % preview_every == 0 or done == steps):
+                with torch.no_grad():
+                    previews[done] = net(preview.to(dev)).to(preview.device)
             bar.update()
             bar.set_postfix(loss=f"{history[-1]['total']:.4g}")
             if callback is not None:
                 callback(done, history[-1], net)
-    return TrainResult(net.eval(), history, seconds + time.perf_counter() - started, done)
+    return TrainResult(net.eval(), history, seconds + time.perf_counter() - started, done, previews)
 
 
 # --------------------------------------------------------------------------- inference

@@ -18,7 +18,7 @@ if ! command -v chromium >/dev/null; then
 fi
 chromium --version
 step "lint and types"
-timed ruff check stylelib tests
+timed ruff check stylelib tests notebooks
 timed mypy
 step "unit tests and notebooks (nbval, quick profile)"
 timed python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider

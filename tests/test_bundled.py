@@ -87,4 +87,5 @@ def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Pat
     assert net.card.keys() >= CARD_FIELDS
     assert "2 Adam steps" in net.card["training"]
     assert out.with_name("tiny.checkpoint.safetensors").is_file()
+    assert net.card["training"] in out.with_suffix(".md").read_text(encoding="utf-8")
     assert f"wrote {out}" in capsys.readouterr().out

@@ -147,13 +147,18 @@ def test_photo_crops_scale_sets_the_size_photos_are_cropped_from(tmp_path: Path)
 
 def test_training_reduces_the_loss(photos: list[Path], painting: torch.Tensor) -> None:
     steps: list[int] = []
+    preview = torch.rand(1, 3, 20, 28)
     result = train(painting, photos, steps=12, size=32, backbone=HED, progress=False,
-                   callback=lambda step, losses, net: steps.append(step))
+                   callback=lambda step, losses, net: steps.append(step), preview=preview,
+                   preview_every=5)
     totals = [h["total"] for h in result.history]
     assert result.steps_done == len(totals) == 12
     assert steps == list(range(1, 13))
     assert np.mean(totals[-2:]) < 0.95 * np.mean(totals[:2])
     assert not result.net.training
+    assert sorted(result.previews) == [5, 10, 12]
+    assert torch.equal(result.previews[12], stylize(result.net, preview))
+    assert not torch.equal(result.previews[5], result.previews[12])
 
 
 @dataclass
