@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -206,22 +207,34 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array, mode="RGB")
 
 
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def check_output(path: str | Path) -> Path:
+    """Check that an image can be saved at ``path`` (format, folder, permissions) before any
+    work is done for it, so a long computation never ends in an unwritable path."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ImageError(f"{target} is a directory: pass a file name such as {target / 'out.png'}.")
+    suffix = target.suffix.lower()
+    if suffix not in SAVE_FORMATS:
+        raise ImageError(f"Cannot save as {suffix or 'no extension'!r}: use .png, .jpg or .webp.")
+    if not target.parent.is_dir():
+        raise ImageError(f"Folder {target.parent} does not exist: create it or pick another path.")
+    writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
+    if not writable:
+        raise ImageError(f"Cannot write {target}: permission denied. Choose a writable path.")
+    return target
+
+
 def save_image(tensor: torch.Tensor, path: str | Path) -> Path:
     """Write an image atomically: encode, write a hidden partial file, then rename it into place.
 
     A failure at any point leaves neither a partial file nor a damaged earlier version.
     """
-    target = Path(path).expanduser()
-    suffix = target.suffix.lower()
-    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-    if suffix not in formats:
-        raise ImageError(f"Cannot save as {suffix or 'no extension'!r}: use .png, .jpg or .webp.")
-    if not target.parent.is_dir():
-        raise ImageError(f"Folder {target.parent} does not exist: create it or pick another path.")
-    if target.is_dir():
-        raise ImageError(f"{target} is a directory: pass a file name such as {target / 'out.png'}.")
+    target = check_output(path)
     buffer = io.BytesIO()
-    to_pil(tensor).save(buffer, format=formats[suffix])
+    to_pil(tensor).save(buffer, format=SAVE_FORMATS[target.suffix.lower()])
     partial = target.with_name(f".{target.name}.partial")
     try:
         partial.write_bytes(buffer.getvalue())

@@ -1,0 +1,79 @@
+"""Tests for ``python -m stylelib``: every method writes an image, bad input writes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from stylelib.cli import main
+
+
+@pytest.mark.parametrize(("method", "style", "extra"), [
+    ("fast", "the_scream", []),
+    ("gatys", "starry_night", ["--steps", "2", "--style-weight", "30"]),
+])
+def test_each_method_writes_an_image_of_the_requested_size(
+    mirror: Path, tmp_path: Path, method: str, style: str, extra: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out.png"
+    status = main(["stylize", "tubingen", style, "-o", str(out), "--method", method,
+                   "--size", "32", "--device", "cpu", *extra])
+    assert status == 0
+    with Image.open(out) as image:
+        assert max(image.size) == 32 and image.mode == "RGB"
+    assert f"{method}: wrote {out}" in capsys.readouterr().out
+
+
+def test_fast_accepts_a_trained_weights_file(mirror: Path, tmp_path: Path) -> None:
+    weights = Path(__file__).parents[1] / "stylelib" / "weights" / "fast_great_wave.safetensors"
+    out = tmp_path / "out.jpg"
+    assert main(["stylize", "tubingen", str(weights), "-o", str(out), "--method", "fast",
+                 "--size", "24"]) == 0
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["tubingen", "starry_night", "--size", "0"], "--size must be a positive integer, got 0"),
+    (["tubingen", "starry_night", "--steps", "-3"], "--steps must be a positive integer"),
+    (["no_such_photo.jpg", "starry_night"], "no_such_photo.jpg"),
+    (["tubingen", "mona_lisa", "--method", "fast"], "No bundled network for style 'mona_lisa'"),
+    (["tubingen", "starry_night", "--style-weight", "nan"], "style_weight must be a finite"),
+])
+def test_bad_arguments_give_one_error_line_and_no_file(
+    mirror: Path, tmp_path: Path, argv: list[str], message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out.png"
+    assert main(["stylize", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_path_is_checked_before_any_work(mirror: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    for target, message in [(tmp_path / "missing" / "o.png", "does not exist"),
+                            (tmp_path / "o.gif", "use .png, .jpg or .webp"),
+                            (tmp_path, "is a directory")]:
+        assert main(["stylize", "tubingen", "starry_night", "-o", str(target)]) == 2
+        assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_method_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["stylize", "a.jpg", "b.jpg", "-o", "c.png", "--method", "magic"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'magic'" in capsys.readouterr().err
+
+
+def test_module_entry_point_shows_examples() -> None:
+    shown = subprocess.run([sys.executable, "-m", "stylelib", "stylize", "--help"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "python -m stylelib stylize photo.jpg starry_night -o out.png" in shown
+    assert "--method {fast,gatys}" in shown
