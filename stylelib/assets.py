@@ -67,13 +67,17 @@ def resolve(name: str) -> Asset:
     by_stem = [a for a in table.values() if Path(a.name).stem == name]
     if len(by_stem) == 1:
         return by_stem[0]
-    stems = sorted({Path(a.name).stem for a in table.values()} | set(table))
-    hint = difflib.get_close_matches(name, stems, n=3)
-    suggestion = f" Did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""
     raise AssetError(
-        f"Unknown asset {name!r}.{suggestion} "
+        f"Unknown asset {name!r}.{did_you_mean(name)} "
         f"List the known names with stylelib.assets.names()."
     )
+
+
+def did_you_mean(name: str) -> str:
+    """`` Did you mean 'x'?`` with the closest asset stems to a mistyped name, or ``""``."""
+    stems = {Path(n).stem for n in registry()}
+    hint = difflib.get_close_matches(name, sorted(stems | registry().keys()), n=3)
+    return f" Did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""
 
 
 def names(prefix: str = "") -> list[str]:

@@ -46,8 +46,9 @@ def _open(source: str | Path) -> Image.Image:
             if "Unknown asset" not in str(error):
                 raise
             raise ImageError(
-                f"No image file at {source!r}, and it is not an asset name either. "
-                "Check the path, or list asset names with stylelib.assets.names()."
+                f"No image file at {source!r}, and it is not an asset name either."
+                f"{assets.did_you_mean(str(source))} Check the path, or list asset names with "
+                "stylelib.assets.names()."
             ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
