@@ -26,3 +26,7 @@ step "book build (quick profile, warnings are errors)"
 timed jupyter-book build . --path-output _build/quick -W -n --keep-going
 step "browser checks of the built book (headless Chromium; screenshots in _build/screenshots)"
 timed env BOOK_HTML=_build/quick/_build/html python -m pytest -q tests/browser -p no:cacheprovider
+if [ -z "${STYLELIB_FIRST_RUN:-}" ]; then
+  step "first run: the README's commands on a fresh clone and virtual environment"
+  timed bash tests/first_run.sh
+fi
