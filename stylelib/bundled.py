@@ -70,6 +70,18 @@ def training_photos(mirror: str | Path | None = None) -> list[Path]:
             if path.stem.split("__")[-1] not in held_out]
 
 
+def photos_for_training() -> list[Path]:
+    """The training collection when a mirror holds it, else the book's ten content photos
+    (downloaded through the registry): enough for a reader's first network, if a rough one."""
+    try:
+        return training_photos()
+    except StylelibError:
+        print("The course's photo collection is not available here (it is not online): "
+              "training on the book's 10 content photos instead. For a better network pass a "
+              "folder of a few thousand photos, e.g. MS-COCO.")
+        return [assets.fetch(name) for name in assets.names("content/")]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One style-photo pair: errors and seconds of the bundled net and of Gatys optimisation."""

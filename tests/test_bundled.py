@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,19 @@ def test_training_photos_without_a_mirror_say_what_to_set(
     monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(tmp_path))
     with pytest.raises(StylelibError, match=r"set \$STYLELIB_ASSETS_DIR"):
         bundled.training_photos()
+
+
+def test_readers_without_the_collection_train_on_the_book_photos(
+    mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert len(bundled.photos_for_training()) == len(bundled.training_photos())
+    partial = tmp_path / "mirror"
+    shutil.copytree(mirror / "content", partial / "content")
+    monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(partial))
+    photos = bundled.photos_for_training()
+    assert sorted(p.name for p in photos) == sorted(Path(n).name for n in assets.names("content/"))
+    assert "training on the book's 10 content photos" in capsys.readouterr().out
 
 
 def test_comparison_scores_both_methods_with_one_loss(mirror: Path) -> None:
