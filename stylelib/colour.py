@@ -41,3 +41,31 @@ def luminance_only(stylised: torch.Tensor, content: torch.Tensor) -> torch.Tenso
     yiq = rgb_to_yiq(content)
     yiq = torch.cat([rgb_to_yiq(stylised)[:, :1], yiq[:, 1:]], dim=1)
     return yiq_to_rgb(yiq).clamp(0, 1)
+
+
+def _mean_covariance(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``[3, 1]`` and covariance ``[3, 3]`` of a ``[1, 3, H, W]`` image's pixels (float64)."""
+    pixels = image.reshape(3, -1).double()
+    mean = pixels.mean(dim=1, keepdim=True)
+    centred = pixels - mean
+    return mean, centred @ centred.T / pixels.shape[1]
+
+
+def _matrix_power(matrix: torch.Tensor, power: float) -> torch.Tensor:
+    """``matrix ** power`` of a symmetric positive semi-definite matrix (eigenvalues >= 1e-8)."""
+    values, vectors = torch.linalg.eigh(matrix)
+    result: torch.Tensor = vectors @ torch.diag(values.clamp_min(1e-8).pow(power)) @ vectors.T
+    return result
+
+
+def match_colour(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Recolour ``source`` so its RGB mean and covariance equal ``target``'s, clamped to [0, 1].
+
+    A linear colour transfer (Gatys et al. 2017; the AdaIN paper's colour control): applied to
+    the style image before style transfer, the result takes the photo's colours.
+    """
+    source_mean, source_cov = _mean_covariance(source)
+    target_mean, target_cov = _mean_covariance(target)
+    transform = _matrix_power(target_cov, 0.5) @ _matrix_power(source_cov, -0.5)
+    pixels = transform @ (source.reshape(3, -1).double() - source_mean) + target_mean
+    return pixels.reshape(source.shape).to(source.dtype).clamp(0, 1)

@@ -10,26 +10,27 @@ minimises, saving checkpoints and resuming after an interruption. :func:`save_we
 
 from __future__ import annotations
 
-import glob
-import json
 import math
-import pickle
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
+from stylelib import checkpoints
+from stylelib.checkpoints import Plan, TrainResult, WeightKind, fit
 from stylelib.errors import StylelibError, check_int, check_number
-from stylelib.files import StateDict, save_safetensors
-from stylelib.images import MIN_SIDE, check_image, check_size, load_image, resize
+from stylelib.images import (
+    MIN_SIDE,
+    check_image,
+    check_size,
+    load_image,
+    pad_to_multiple,
+    resize,
+)
 from stylelib.losses import PerceptualLoss
 from stylelib.profiles import pick_device
 
@@ -131,9 +132,7 @@ class TransformerNet(nn.Module):
         on the bottom and right, and the result is cropped back.
         """
         height, width = image.shape[-2:]
-        padded = F.pad(image, (0, (width + 3) // 4 * 4 - width, 0, (height + 3) // 4 * 4 - height),
-                       mode="reflect")
-        features = self.decoder(self.residuals(self.encoder(padded)))
+        features = self.decoder(self.residuals(self.encoder(pad_to_multiple(image, 4))))
         if features.device.type == "cpu":
             # oneDNN runs a convolution with 3 output channels about twice as fast channels-last.
             features = features.contiguous(memory_format=torch.channels_last)
@@ -144,13 +143,16 @@ class TransformerNet(nn.Module):
 # --------------------------------------------------------------------------- training data
 
 
-def photo_files(photos: Sequence[str | Path] | str | Path) -> list[Path]:
-    """The image files of a folder (sorted), or the given list of files, checked to be there."""
+def photo_files(photos: Sequence[str | Path] | str | Path, what: str = "photos") -> list[Path]:
+    """The image files of a folder (sorted), or the given list of files, checked to be there.
+
+    ``what`` names the images in error messages ("photos", "paintings").
+    """
     if isinstance(photos, str | Path):
         folder = Path(photos).expanduser()
         if not folder.is_dir():
             raise StylelibError(
-                f"photos={folder} is not a folder: pass a folder of photos or a list of files."
+                f"{what}={folder} is not a folder: pass a folder of {what} or a list of files."
             )
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     else:
@@ -158,8 +160,8 @@ def photo_files(photos: Sequence[str | Path] | str | Path) -> list[Path]:
     missing = [str(p) for p in files if not p.is_file()]
     if missing or not files:
         raise StylelibError(
-            f"No photos to train on: {missing[:3] or 'the folder holds no JPEG, PNG or WebP'}. "
-            "Pass a folder of photos or a list of existing image files."
+            f"No {what} to train on: {missing[:3] or 'the folder holds no JPEG, PNG or WebP'}. "
+            f"Pass a folder of {what} or a list of existing image files."
         )
     return files
 
@@ -169,28 +171,30 @@ class PhotoCrops(Dataset[torch.Tensor]):
 
     Which photo and which crop depend only on ``(seed, k)``, so a resumed run sees exactly the
     batches an uninterrupted one would. Each pass over the photos visits all of them once in a
-    fresh order. Each photo is first resized so its long side is ``scale`` (at least so its short
-    side is ``size``), then cropped to ``size``: small crops of photos at the scale the network
-    will later stylise give that scale's brush strokes at a fraction of the training cost.
+    fresh order; a tuple ``seed`` such as ``(seed, 1)`` gives a second, independent stream from
+    the same run seed. Each photo is first resized so its long side is ``scale`` (at least so
+    its short side is ``size``), then cropped to ``size``: small crops of photos at the scale the
+    network will later stylise give that scale's brush strokes at a fraction of the training
+    cost.
     """
 
-    def __init__(self, files: Sequence[Path], size: int, seed: int, scale: int | None = None
-                 ) -> None:
+    def __init__(self, files: Sequence[Path], size: int, seed: int | tuple[int, ...],
+                 scale: int | None = None) -> None:
         self.files = list(files)
         self.size = size
-        self.seed = seed
+        self.seed = (seed,) if isinstance(seed, int) else seed
         self.scale = scale
 
     def __getitem__(self, k: int) -> torch.Tensor:
         """Crop number ``k``, a ``[3, size, size]`` tensor in [0, 1]."""
         epoch, position = divmod(k, len(self.files))
-        order = np.random.default_rng((self.seed, 0, epoch)).permutation(len(self.files))
+        order = np.random.default_rng((*self.seed, 0, epoch)).permutation(len(self.files))
         image = load_image(self.files[order[position]])
         height, width = image.shape[-2:]
         fitting = math.ceil(self.size * max(height, width) / min(height, width))
         image = resize(image, max(fitting, self.scale or 0))
         height, width = image.shape[-2:]
-        rng = np.random.default_rng((self.seed, 1, k))
+        rng = np.random.default_rng((*self.seed, 1, k))
         top = int(rng.integers(height - self.size + 1))
         left = int(rng.integers(width - self.size + 1))
         return image[0, :, top:top + self.size, left:left + self.size]
@@ -199,140 +203,23 @@ class PhotoCrops(Dataset[torch.Tensor]):
 # --------------------------------------------------------------------------- weight files
 
 
-def _cpu_state(net: nn.Module, dtype: torch.dtype) -> StateDict:
-    """The network's tensors on the CPU, contiguous, in ``dtype`` (what safetensors stores)."""
-    return {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
-
-
-def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
-    """Tensors and metadata of a safetensors file; anything else is refused, never unpickled."""
-    if not path.is_file():
-        raise StylelibError(f"No weights file at {path}: check the path.")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as error:
-        raise StylelibError(
-            f"{path} is not a readable safetensors file ({error}). stylelib reads weights only "
-            "from safetensors and never unpickles .pt/.pth files, which can run code: download "
-            "the file again, or save it with stylelib.fast.save_weights."
-        ) from None
-    return state, metadata
-
-
-def _load_state(net: TransformerNet, state: StateDict, path: Path) -> None:
-    """Copy ``state`` into ``net``, with one clear error when it is not this network's."""
-    if not all(torch.isfinite(tensor).all() for tensor in state.values()):
-        raise StylelibError(
-            f"{path} contains NaN or infinite weights: the file is damaged or the training "
-            "diverged; use another file."
-        )
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as error:
-        detail = str(error).splitlines()[1].strip()[:200]
-        raise StylelibError(
-            f"{path} does not hold TransformerNet weights ({detail}): use a file written by "
-            "stylelib.fast.save_weights or stylelib.fast.train."
-        ) from None
+KIND = WeightKind("TransformerNet", "stylelib.fast.save_weights", "load_weights",
+                  "stylelib.fast.train")
 
 
 def save_weights(net: TransformerNet, path: str | Path, card: Mapping[str, str]) -> Path:
     """Save ``net`` as fp16 safetensors (half the size) with the model card as metadata."""
-    target = Path(path).expanduser()
-    not_text = [k for k, v in card.items() if not (isinstance(k, str) and isinstance(v, str))]
-    if not_text:
-        raise StylelibError(
-            f"Model card fields must be strings; {not_text} are not: format them with str()."
-        )
-    state = _cpu_state(net, torch.float16)
-    if not all(torch.isfinite(tensor).all() for tensor in state.values()):
-        raise StylelibError(
-            "Some weights are NaN or too large for fp16 (|w| > 65504): the training diverged; "
-            "retrain with a lower lr or style_weight."
-        )
-    save_safetensors(state, target, dict(card))
-    return target
+    return checkpoints.save_weights(net, path, card)
 
 
 def load_weights(path: str | Path) -> TransformerNet:
     """A float32 :class:`TransformerNet` (eval mode) from a safetensors file, card attached."""
-    source = Path(path).expanduser()
-    state, card = _read_safetensors(source)
-    net = TransformerNet()
-    _load_state(net, state, source)
+    net, card = checkpoints.load_weights(TransformerNet(), path, KIND)
     net.card = card
-    return net.eval()
+    return net
 
 
 # --------------------------------------------------------------------------- training
-
-
-@dataclass
-class TrainResult:
-    """The trained network, the losses after every step, the training time of all runs, and the
-    preview image stylised every ``preview_every`` steps of this run (by step)."""
-
-    net: TransformerNet
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
-    steps_done: int = 0
-    previews: dict[int, torch.Tensor] = field(default_factory=dict)
-
-
-def _save_checkpoint(
-    path: Path, net: TransformerNet, optimizer: torch.optim.Optimizer, step: int,
-    history: list[dict[str, float]], seconds: float, settings: dict[str, object],
-) -> None:
-    """Write the optimiser state under a new name, then commit by renaming the weights file.
-
-    The weights' metadata names the optimiser file, so a crash at any point leaves the last
-    complete checkpoint intact; superseded optimiser files are deleted afterwards.
-    """
-    extra = path.with_name(f"{path.stem}.optim-{step}.pt")
-    partial = extra.with_name(f".{extra.name}.partial")
-    torch.save({"optimizer": optimizer.state_dict(), "history": history}, partial)
-    partial.replace(extra)
-    metadata = {"step": str(step), "seconds": repr(seconds), "optimizer": extra.name,
-                "settings": json.dumps(settings, sort_keys=True)}
-    save_safetensors(_cpu_state(net, torch.float32), path, metadata)
-    for stale in path.parent.glob(f"{glob.escape(path.stem)}.optim-*.pt"):
-        if stale != extra:
-            stale.unlink(missing_ok=True)
-
-
-def _resume(
-    path: Path, net: TransformerNet, optimizer: torch.optim.Optimizer, settings: dict[str, object]
-) -> tuple[int, list[dict[str, float]], float]:
-    """Load a checkpoint into ``net`` and ``optimizer``: its step, history and seconds."""
-    state, metadata = _read_safetensors(path)
-    if not {"step", "seconds", "optimizer", "settings"} <= metadata.keys():
-        raise StylelibError(
-            f"{path} holds weights but is not a checkpoint of stylelib.fast.train: pass a new "
-            "checkpoint path (load finished weights with load_weights)."
-        )
-    saved = json.loads(metadata["settings"])
-    changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
-    if changed:
-        before = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
-        now = ", ".join(f"{k}={settings.get(k)!r}" for k in changed)
-        raise StylelibError(
-            f"{path} was trained with {before}, but this call has {now}: pass the same settings "
-            "to resume it, or a new checkpoint path to start over."
-        )
-    _load_state(net, state, path)
-    extra = path.with_name(metadata["optimizer"])
-    try:
-        saved_extra = torch.load(extra, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
-        raise StylelibError(
-            f"Cannot read {extra}, the optimiser state of checkpoint {path} "
-            f"({type(error).__name__}): restore it, or delete {path} to start over."
-        ) from None
-    optimizer.load_state_dict(saved_extra["optimizer"])
-    history: list[dict[str, float]] = saved_extra["history"]
-    return int(metadata["step"]), history, float(metadata["seconds"])
 
 
 def train(
@@ -357,7 +244,7 @@ def train(
     preview: torch.Tensor | None = None,
     preview_every: int = 50,
     callback: Callable[[int, dict[str, float], TransformerNet], None] | None = None,
-) -> TrainResult:
+) -> TrainResult[TransformerNet]:
     """Train a :class:`TransformerNet` to paint ``photos`` in the manner of ``style``.
 
     Each step stylises ``batch_size`` random ``size``-pixel crops (:class:`PhotoCrops`) and takes
@@ -402,44 +289,22 @@ def train(
         "style_weight": style_weight, "tv_weight": tv_weight, "lr": lr, "warmup": warmup,
         "seed": seed, "backbone": loss.extractor.backbone, "photos": len(files),
     }
-    path = Path(checkpoint).expanduser() if checkpoint is not None else None
-    done, seconds = 0, 0.0
-    history: list[dict[str, float]] = []
-    previews: dict[int, torch.Tensor] = {}
-    if path is not None and path.exists():
-        done, history, seconds = _resume(path, net, optimizer, settings)
-    crops = DataLoader(PhotoCrops(files, size, seed, scale), batch_size=batch_size,
-                       sampler=range(done * batch_size, steps * batch_size))
-    started = time.perf_counter()
-    net.train()
-    with tqdm(total=steps, initial=done, desc="fast", disable=not progress, leave=False) as bar:
-        for batch in crops:
-            batch = batch.to(dev)
-            loss.set_content(batch)
-            optimizer.zero_grad()
-            terms = loss(net(batch))
-            terms.total.backward()
-            history.append(terms.as_floats())
-            if not math.isfinite(history[-1]["total"]):
-                raise StylelibError(
-                    f"The loss diverged (NaN/inf) at step {done + 1}: lower lr or style_weight "
-                    "and train into a new checkpoint."
-                )
-            for group in optimizer.param_groups:
-                group["lr"] = lr * min(1.0, (done + 1) / (warmup + 1))
-            optimizer.step()
-            done += 1
-            if path is not None and (done % checkpoint_every == 0 or done == steps):
-                elapsed = seconds + time.perf_counter() - started
-                _save_checkpoint(path, net, optimizer, done, history, elapsed, settings)
-            if preview is not None and (done % preview_every == 0 or done == steps):
-                with torch.no_grad():
-                    previews[done] = net(preview.to(dev)).to(preview.device)
-            bar.update()
-            bar.set_postfix(loss=f"{history[-1]['total']:.4g}")
-            if callback is not None:
-                callback(done, history[-1], net)
-    return TrainResult(net.eval(), history, seconds + time.perf_counter() - started, done, previews)
+    plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
+                checkpoint_every, settings, KIND, preview_every, progress)
+
+    def batches(done: int) -> DataLoader[torch.Tensor]:
+        return DataLoader(PhotoCrops(files, size, seed, scale), batch_size=batch_size,
+                          sampler=range(done * batch_size, steps * batch_size))
+
+    def step(batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = batch.to(dev)
+        loss.set_content(batch)
+        terms = loss(net(batch))
+        return terms.total, terms.as_floats()
+
+    shown = preview
+    return fit(net, optimizer, plan, batches, step, callback=callback,
+               preview=None if shown is None else lambda: net(shown.to(dev)).to(shown.device))
 
 
 # --------------------------------------------------------------------------- inference

@@ -135,6 +135,16 @@ def resize(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=new, mode="bilinear", antialias=True, align_corners=False)
 
 
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflection-pad the bottom and right so both sides are multiples of ``multiple``.
+
+    Networks that halve the size k times need sides divisible by 2**k to give back the
+    input's size; the caller crops the result to the original size.
+    """
+    height, width = image.shape[-2:]
+    return F.pad(image, (0, -width % multiple, 0, -height % multiple), mode="reflect")
+
+
 def load_image(
     source: ImageSource, size: int | None = None, device: torch.device | str | None = None
 ) -> torch.Tensor:

@@ -71,10 +71,13 @@ def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tenso
     return relative_error(gram_matrix(features), target_gram)
 
 
-def mean_std(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation over positions, each ``[B, C, 1, 1]``."""
+def mean_std(features: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation over positions, each ``[B, C, 1, 1]``.
+
+    The standard deviation is ``sqrt(var + eps)``: ``eps`` keeps a constant channel divisible.
+    """
     mean = features.mean(dim=(2, 3), keepdim=True)
-    std = (features.var(dim=(2, 3), keepdim=True, unbiased=False) + 1e-5).sqrt()
+    std = (features.var(dim=(2, 3), keepdim=True, unbiased=False) + eps).sqrt()
     return mean, std
 
 

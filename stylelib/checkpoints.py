@@ -1,0 +1,242 @@
+"""Weight files and resumable training for any network the library trains.
+
+Finished weights are fp16 safetensors with a model card as metadata; nothing is ever unpickled.
+A checkpoint is fp32 safetensors plus the optimiser's state, and :func:`fit` runs a training
+loop that saves one every few steps and, called again, resumes it bit for bit.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import pickle
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+from tqdm import tqdm
+
+from stylelib.errors import StylelibError
+from stylelib.files import StateDict, save_safetensors
+
+Net = TypeVar("Net", bound=nn.Module)
+Batch = TypeVar("Batch")
+
+
+@dataclass(frozen=True)
+class WeightKind:
+    """What a network is called and which functions write and read its files (for messages)."""
+
+    network: str
+    save: str
+    load: str
+    train: str
+
+
+def cpu_state(net: nn.Module, dtype: torch.dtype) -> StateDict:
+    """The network's tensors on the CPU, contiguous, in ``dtype`` (what safetensors stores)."""
+    return {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
+
+
+def read_safetensors(path: Path, kind: WeightKind) -> tuple[StateDict, dict[str, str]]:
+    """Tensors and metadata of a safetensors file; anything else is refused, never unpickled."""
+    if not path.is_file():
+        raise StylelibError(f"No weights file at {path}: check the path.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise StylelibError(
+            f"{path} is not a readable safetensors file ({error}). stylelib reads weights only "
+            "from safetensors and never unpickles .pt/.pth files, which can run code: download "
+            f"the file again, or save it with {kind.save}."
+        ) from None
+    return state, metadata
+
+
+def load_state(net: nn.Module, state: StateDict, path: Path, kind: WeightKind) -> None:
+    """Copy ``state`` into ``net``, with one clear error when it is not this network's."""
+    if not all(torch.isfinite(tensor).all() for tensor in state.values()):
+        raise StylelibError(
+            f"{path} contains NaN or infinite weights: the file is damaged or the training "
+            "diverged; use another file."
+        )
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        detail = str(error).splitlines()[1].strip()[:200]
+        raise StylelibError(
+            f"{path} does not hold {kind.network} weights ({detail}): use a file written by "
+            f"{kind.save} or {kind.train}."
+        ) from None
+
+
+def save_weights(net: nn.Module, path: str | Path, card: Mapping[str, str]) -> Path:
+    """Save ``net`` as fp16 safetensors (half the size) with the model card as metadata."""
+    target = Path(path).expanduser()
+    not_text = [k for k, v in card.items() if not (isinstance(k, str) and isinstance(v, str))]
+    if not_text:
+        raise StylelibError(
+            f"Model card fields must be strings; {not_text} are not: format them with str()."
+        )
+    state = cpu_state(net, torch.float16)
+    if not all(torch.isfinite(tensor).all() for tensor in state.values()):
+        raise StylelibError(
+            "Some weights are NaN or too large for fp16 (|w| > 65504): the training diverged; "
+            "retrain with a lower lr or lower loss weights."
+        )
+    save_safetensors(state, target, dict(card))
+    return target
+
+
+def load_weights(net: Net, path: str | Path, kind: WeightKind) -> tuple[Net, dict[str, str]]:
+    """Fill ``net`` (float32, eval mode) from a safetensors file; also return its model card."""
+    source = Path(path).expanduser()
+    state, card = read_safetensors(source, kind)
+    load_state(net, state, source, kind)
+    return net.eval(), card
+
+
+def save_checkpoint(
+    path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, step: int,
+    history: list[dict[str, float]], seconds: float, settings: dict[str, object],
+) -> None:
+    """Write the optimiser state under a new name, then commit by renaming the weights file.
+
+    The weights' metadata names the optimiser file, so a crash at any point leaves the last
+    complete checkpoint intact; superseded optimiser files are deleted afterwards.
+    """
+    extra = path.with_name(f"{path.stem}.optim-{step}.pt")
+    partial = extra.with_name(f".{extra.name}.partial")
+    torch.save({"optimizer": optimizer.state_dict(), "history": history}, partial)
+    partial.replace(extra)
+    metadata = {"step": str(step), "seconds": repr(seconds), "optimizer": extra.name,
+                "settings": json.dumps(settings, sort_keys=True)}
+    save_safetensors(cpu_state(net, torch.float32), path, metadata)
+    for stale in path.parent.glob(f"{glob.escape(path.stem)}.optim-*.pt"):
+        if stale != extra:
+            stale.unlink(missing_ok=True)
+
+
+def resume(
+    path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, settings: dict[str, object],
+    kind: WeightKind,
+) -> tuple[int, list[dict[str, float]], float]:
+    """Load a checkpoint into ``net`` and ``optimizer``: its step, history and seconds."""
+    state, metadata = read_safetensors(path, kind)
+    if not {"step", "seconds", "optimizer", "settings"} <= metadata.keys():
+        raise StylelibError(
+            f"{path} holds weights but is not a checkpoint of {kind.train}: pass a new "
+            f"checkpoint path (load finished weights with {kind.load})."
+        )
+    saved = json.loads(metadata["settings"])
+    changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
+    if changed:
+        before = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
+        now = ", ".join(f"{k}={settings.get(k)!r}" for k in changed)
+        raise StylelibError(
+            f"{path} was trained with {before}, but this call has {now}: pass the same settings "
+            "to resume it, or a new checkpoint path to start over."
+        )
+    load_state(net, state, path, kind)
+    extra = path.with_name(metadata["optimizer"])
+    try:
+        saved_extra = torch.load(extra, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
+        raise StylelibError(
+            f"Cannot read {extra}, the optimiser state of checkpoint {path} "
+            f"({type(error).__name__}): restore it, or delete {path} to start over."
+        ) from None
+    optimizer.load_state_dict(saved_extra["optimizer"])
+    history: list[dict[str, float]] = saved_extra["history"]
+    return int(metadata["step"]), history, float(metadata["seconds"])
+
+
+@dataclass
+class TrainResult(Generic[Net]):
+    """The trained network, the losses after every step, the training time of all runs, and the
+    preview image rendered every ``preview_every`` steps of this run (by step)."""
+
+    net: Net
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    steps_done: int = 0
+    previews: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how fast to train, and where and how often to save (one run's settings)."""
+
+    steps: int
+    lr: float
+    warmup: int
+    checkpoint: Path | None
+    checkpoint_every: int
+    settings: dict[str, object]
+    """Everything that must match for a checkpoint to be resumed."""
+    kind: WeightKind
+    preview_every: int = 50
+    progress: bool = True
+
+
+def fit(
+    net: Net,
+    optimizer: torch.optim.Optimizer,
+    plan: Plan,
+    batches: Callable[[int], Iterable[Batch]],
+    step: Callable[[Batch], tuple[torch.Tensor, dict[str, float]]],
+    *,
+    preview: Callable[[], torch.Tensor] | None = None,
+    callback: Callable[[int, dict[str, float], Net], None] | None = None,
+) -> TrainResult[Net]:
+    """Train ``net`` for ``plan.steps`` steps in all, resuming ``plan.checkpoint`` if it exists.
+
+    ``batches(done)`` yields the batches from step ``done`` on; ``step(batch)`` returns the loss
+    to minimise and its parts as numbers. The learning rate rises linearly over the first
+    ``plan.warmup`` steps: Adam's first step moves every weight by ``lr`` at once and overshoots.
+    ``preview()`` runs without gradients every ``plan.preview_every`` steps and at the end;
+    ``callback(step, losses, net)`` after each step, ``step`` counting the steps done.
+    """
+    path = plan.checkpoint
+    done, seconds = 0, 0.0
+    history: list[dict[str, float]] = []
+    previews: dict[int, torch.Tensor] = {}
+    if path is not None and path.exists():
+        done, history, seconds = resume(path, net, optimizer, plan.settings, plan.kind)
+    started = time.perf_counter()
+    net.train()
+    with tqdm(total=plan.steps, initial=done, desc=plan.kind.network, disable=not plan.progress,
+              leave=False) as bar:
+        for batch in batches(done):
+            optimizer.zero_grad()
+            total, losses = step(batch)
+            total.backward()  # type: ignore[no-untyped-call]
+            history.append(losses)
+            if not math.isfinite(float(total.detach())):
+                raise StylelibError(
+                    f"The loss diverged (NaN/inf) at step {done + 1}: lower lr or the loss weights "
+                    "and train into a new checkpoint."
+                )
+            for group in optimizer.param_groups:
+                group["lr"] = plan.lr * min(1.0, (done + 1) / (plan.warmup + 1))
+            optimizer.step()
+            done += 1
+            if path is not None and (done % plan.checkpoint_every == 0 or done == plan.steps):
+                elapsed = seconds + time.perf_counter() - started
+                save_checkpoint(path, net, optimizer, done, history, elapsed, plan.settings)
+            if preview is not None and (done % plan.preview_every == 0 or done == plan.steps):
+                with torch.no_grad():
+                    previews[done] = preview()
+            bar.update()
+            bar.set_postfix(loss=f"{float(total.detach()):.4g}")
+            if callback is not None:
+                callback(done, losses, net)
+    return TrainResult(net.eval(), history, seconds + time.perf_counter() - started, done, previews)
