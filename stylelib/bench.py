@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from stylelib import bundled
+from stylelib.adain import DEEPEST, AdaIN, Decoder, adain, load_decoder, weights_path
+from stylelib.adain import stylize as adain_stylize
 from stylelib.backbones import FeatureExtractor, default_backbone
 from stylelib.fast import TransformerNet, stylize
 from stylelib.images import load_image
@@ -123,7 +125,94 @@ def bench_fast(size: int, repeat: int, warmup: int, backbone: str | None, device
     ]
 
 
-BENCHMARKS = {"gatys": bench_gatys, "fast": bench_fast}
+def bench_sdedit(size: int, repeat: int, warmup: int, backbone: str | None, device: str | None
+                 ) -> list[tuple[str, str]]:
+    """SDEdit with the painting prior (strength 0.5 of 20 DDIM steps = 10 UNet calls) vs those
+    10 bare UNet calls (``backbone`` is unused). Imported here: diffusers takes seconds to load."""
+    from stylelib.diffusion import PaintingPrior, sdedit
+
+    dev = pick_device(device)
+    torch.manual_seed(0)
+    prior = PaintingPrior().to(dev).eval()
+    image = load_image("tubingen", size, device=dev)
+    height, width = image.shape[-2:]
+    padded = torch.zeros(1, 3, -(-height // prior.multiple) * prior.multiple,
+                         -(-width // prior.multiple) * prior.multiple, device=dev)
+    t = torch.tensor([499], device=dev)
+
+    def bare_calls() -> None:
+        with torch.inference_mode():
+            for _ in range(10):
+                prior(padded, t)
+
+    edited, bare = measure([lambda: sdedit(prior, image, 0.5, steps=20), bare_calls], repeat,
+                           warmup, dev)
+    return [
+        ("setting", f"PaintingPrior (random weights, {sum(p.numel() for p in prior.parameters())}"
+                    f" parameters), {width}x{height} px, {dev}, {torch.get_num_threads()} "
+                    f"threads, median of {repeat} after {warmup} warm-up"),
+        ("sdedit(prior, image, 0.5, steps=20)",
+         f"{edited.median * 1e3:.1f} ms (best {edited.best * 1e3:.1f})"),
+        ("10 bare prior(x, t) calls under inference_mode",
+         f"{bare.median * 1e3:.1f} ms (best {bare.best * 1e3:.1f})"),
+        ("ratio (medians; bests)",
+         f"{edited.median / bare.median:.3f}; {edited.best / bare.best:.3f} (target <= 1.1)"),
+    ]
+
+
+def bench_adain(size: int, repeat: int, warmup: int, backbone: str | None, device: str | None
+                ) -> list[tuple[str, str]]:
+    """AdaIN stylize() vs its bare network work (two encoder passes to relu4_1 and one decoder
+    pass), and one new alpha frame of the cached renderer vs one bare decoder pass."""
+    dev = pick_device(device)
+    path = weights_path()
+    if path.is_file():
+        model, what = AdaIN(load_decoder(path)).to(dev), f"bundled decoder {path.name}"
+    else:
+        torch.manual_seed(0)
+        model = AdaIN(Decoder(), backbone=backbone).to(dev)
+        what = "random decoder weights (no bundled decoder found)"
+    content = load_image("tubingen", size, device=dev)
+    style = load_image("starry_night", size, device=dev)
+    with torch.no_grad():
+        target = adain(model.encode(content)[DEEPEST], model.encode(style)[DEEPEST])
+    blend = model.prepare(content, style)
+
+    def bare_passes() -> None:
+        with torch.no_grad():
+            model.encoder(content)
+            model.encoder(style)
+            model.decoder(target)
+
+    def bare_decoder() -> None:
+        with torch.no_grad():
+            model.decoder(target)
+
+    styled, bare, frame, decoder = measure(
+        [lambda: adain_stylize(model, content, style), bare_passes, lambda: blend.render(0.5),
+         bare_decoder], repeat, warmup, dev)
+    height, width = content.shape[-2:]
+    return [
+        ("setting", f"AdaIN, {model.encoder.backbone} encoder, {what}, {width}x{height} px, "
+                    f"{dev}, {torch.get_num_threads()} threads, median of {repeat} after "
+                    f"{warmup} warm-up"),
+        ("stylize(model, content, style)",
+         f"{styled.median * 1e3:.1f} ms (best {styled.best * 1e3:.1f})"),
+        ("bare: 2 encoder passes to relu4_1 + 1 decoder pass",
+         f"{bare.median * 1e3:.1f} ms (best {bare.best * 1e3:.1f})"),
+        ("ratio (medians; bests)",
+         f"{styled.median / bare.median:.3f}; {styled.best / bare.best:.3f} (target <= 1.1)"),
+        ("one new alpha frame (cached renderer)",
+         f"{frame.median * 1e3:.1f} ms (best {frame.best * 1e3:.1f})"),
+        ("bare decoder pass", f"{decoder.median * 1e3:.1f} ms (best {decoder.best * 1e3:.1f})"),
+        ("frame ratio (medians; bests)",
+         f"{frame.median / decoder.median:.3f}; {frame.best / decoder.best:.3f} (target <= 1.1)"),
+    ]
+
+
+BENCHMARKS = {
+    "gatys": bench_gatys, "fast": bench_fast, "adain": bench_adain, "sdedit": bench_sdedit,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
