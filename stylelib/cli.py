@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from stylelib import bench, bundled, fast, gatys
+from stylelib import adain, bench, bundled, fast, gatys
 from stylelib.errors import StylelibError
 from stylelib.images import check_output, load_image, save_image
 from stylelib.profiles import pick_device
@@ -27,7 +27,8 @@ EXAMPLES = """examples:
   python -m stylelib bench gatys --size 256
 
 CONTENT and STYLE are image files or names of the book's images (e.g. tubingen, starry_night);
-for --method fast, STYLE is a bundled network's painting or a .safetensors file it trained."""
+for --method fast, STYLE is a bundled network's painting or a .safetensors file it trained;
+for --method sdedit, STYLE is a painting prior's .safetensors file (stylelib.diffusion)."""
 
 Method = Callable[[argparse.Namespace, torch.Tensor, torch.device], torch.Tensor]
 
@@ -46,16 +47,42 @@ def _fast(args: argparse.Namespace, content: torch.Tensor, device: torch.device)
     return fast.stylize(net, content)
 
 
-METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast}
+def _adain(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """One AdaIN pass with the bundled decoder (chapter 5), any style."""
+    model = adain.pretrained(device)
+    style = load_image(args.style, args.size, device=device)
+    return adain.stylize(model, content, style, alpha=args.alpha)
+
+
+def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """SDEdit with a painting prior (chapter 6): STYLE is the prior's weights file."""
+    from stylelib import diffusion  # diffusers takes seconds to import: only when asked for
+
+    prior = diffusion.load_prior(args.style, str(device))
+    return diffusion.sdedit(prior, content, args.strength, steps=args.steps or 50)
+
+
+def _check_knobs(args: argparse.Namespace) -> None:
+    """Reject out-of-range numbers for the chosen method before loading anything."""
+    for name in ("size", "steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise StylelibError(f"--{name} must be a positive integer, got {value}.")
+    if args.method == "adain":
+        adain.check_alpha(args.alpha)
+    if args.method == "sdedit":
+        from stylelib import diffusion
+
+        diffusion.check_strength(args.steps or 50, args.strength)
+
+
+METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "sdedit": _sdedit}
 
 
 def _stylize(args: argparse.Namespace) -> None:
     """Check the output path and arguments, stylise, save atomically, report the time."""
     out = check_output(args.output)
-    for name in ("size", "steps"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise StylelibError(f"--{name} must be a positive integer, got {value}.")
+    _check_knobs(args)
     device = pick_device(args.device)
     content = load_image(args.content, args.size, device=device)
     started = time.perf_counter()
@@ -81,12 +108,18 @@ def parser() -> argparse.ArgumentParser:
     stylize.add_argument("style", help="painting: file or book image name (see --method)")
     stylize.add_argument("-o", "--output", required=True, help="output .png, .jpg or .webp")
     stylize.add_argument("--method", choices=sorted(METHODS), default="gatys",
-                         help="gatys (optimise, slow, any style) or fast (one pass, bundled "
-                              "styles); default gatys")
+                         help="gatys (optimise, slow, any style), fast (one pass, bundled "
+                              "styles), adain (one pass, any style), sdedit (a painting prior "
+                              "file as STYLE); default gatys")
     stylize.add_argument("--size", type=int, default=512, help="long side in pixels (512)")
-    stylize.add_argument("--steps", type=int, default=None, help="gatys: L-BFGS steps (100)")
+    stylize.add_argument("--steps", type=int, default=None,
+                         help="gatys: L-BFGS steps (100); sdedit: denoising schedule (50)")
     stylize.add_argument("--style-weight", type=float, default=10.0,
                          help="gatys: style weight (10)")
+    stylize.add_argument("--alpha", type=float, default=1.0,
+                         help="adain: 0 keeps the photo, 1 full style (1)")
+    stylize.add_argument("--strength", type=float, default=0.5,
+                         help="sdedit: 0 keeps the photo, 1 starts from noise (0.5)")
     stylize.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
     stylize.set_defaults(run=_stylize)
     benchmark = commands.add_parser("bench", help="time a method (python -m stylelib.bench)",

@@ -23,7 +23,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import stylelib
-from stylelib import assets, gatys, images
+from stylelib import adain, assets, diffusion, gatys, images
 from stylelib.backbones import FeatureExtractor
 from stylelib.cli import main
 from stylelib.errors import StylelibError
@@ -143,6 +143,18 @@ CLI_ROWS: dict[str, tuple[Args, str]] = {
                        "--steps must be a positive integer, got -5"),
     "NaN style weight": (lambda s: ["tubingen", "starry_night", "--style-weight", "nan"],
                          "style_weight must be a finite number"),
+    "alpha above 1": (lambda s: ["tubingen", "starry_night", "--method", "adain", "--alpha", "2"],
+                      "alpha must be in [0, 1], got 2.0"),
+    "negative strength": (
+        lambda s: ["tubingen", "prior.safetensors", "--method", "sdedit", "--strength", "-1"],
+        "strength must be a number in [0, 1]"),
+    "steps x strength below 1": (
+        lambda s: ["tubingen", "prior.safetensors", "--method", "sdedit", "--steps", "3",
+                   "--strength", "0.2"], "no denoising step would run: raise steps to at least 5"),
+    "prior file missing": (
+        lambda s: ["tubingen", str(s.folder / "prior.safetensors"), "--method", "sdedit",
+                   "--steps", "10"],
+        "No weights file at"),
 }
 
 OUTPUT_ROWS: dict[str, tuple[Callable[[Path], Path], str]] = {
@@ -151,6 +163,11 @@ OUTPUT_ROWS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "output is a directory": (lambda d: d, "is a directory"),
     "output format unsupported": (lambda d: d / "out.gif", "Cannot save as '.gif'"),
 }
+
+
+def random_adain() -> adain.AdaIN:
+    """An AdaIN model with an untrained decoder: argument checks need no trained weights."""
+    return adain.AdaIN(adain.Decoder(), backbone="vgg16-hed")
 
 
 def bad_tensor(value: float) -> torch.Tensor:
@@ -169,6 +186,17 @@ LIBRARY_ROWS: dict[str, tuple[Callable[[], object], str]] = {
     "unknown layer": (lambda: FeatureExtractor(["relu9_9"], "vgg16-hed"), "relu9_9"),
     "zero steps": (lambda: gatys.stylize(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32),
                                          steps=0), "steps must be a positive integer, got 0"),
+    "alpha below 0": (lambda: adain.check_alpha(-0.5), "alpha must be in [0, 1], got -0.5"),
+    "strength above 1": (lambda: diffusion.check_strength(10, 1.5),
+                         "strength must be a number in [0, 1]"),
+    "mask of the wrong shape": (
+        lambda: adain.stylize(random_adain(), torch.rand(1, 3, 32, 32),
+                              [torch.rand(1, 3, 32, 32)] * 2, mask=[torch.ones(16, 16)] * 2),
+        "mask[0] must have shape [32, 32] or [1, 1, 32, 32]"),
+    "style weights not summing to 1": (
+        lambda: adain.stylize(random_adain(), torch.rand(1, 3, 32, 32),
+                              [torch.rand(1, 3, 32, 32)] * 2, style_weights=[0.5, 0.7]),
+        "style_weights must sum to 1"),
 }
 
 

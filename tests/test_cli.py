@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
+from stylelib import adain
 from stylelib.cli import main
 
 
@@ -29,6 +31,38 @@ def test_each_method_writes_an_image_of_the_requested_size(
     assert f"{method}: wrote {out}" in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def tiny_prior(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random painting prior file: enough to run the sdedit path end to end."""
+    from stylelib import diffusion
+
+    torch.manual_seed(0)
+    prior = diffusion.PaintingPrior(diffusion.prior_unet((32, 32), 1, 16, 8))
+    return diffusion.save_prior(prior, tmp_path_factory.mktemp("prior") / "prior.safetensors",
+                                {"note": "random weights, for tests"})
+
+
+def test_sdedit_runs_with_a_prior_file(mirror: Path, tmp_path: Path, tiny_prior: Path) -> None:
+    out = tmp_path / "out.png"
+    assert main(["stylize", "tubingen", str(tiny_prior), "-o", str(out), "--method", "sdedit",
+                 "--size", "32", "--steps", "4", "--strength", "0.5"]) == 0
+    with Image.open(out) as image:
+        assert image.size == (32, 24)
+
+
+def test_adain_uses_the_bundled_decoder_or_says_it_is_missing(
+    mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.png"
+    status = main(["stylize", "tubingen", "starry_night", "-o", str(out), "--method", "adain",
+                   "--size", "32", "--alpha", "0.5"])
+    if adain.weights_path().is_file():
+        assert status == 0 and out.is_file()
+    else:
+        assert status == 2 and not out.exists()
+        assert "No bundled AdaIN decoder" in capsys.readouterr().err
+
+
 def test_fast_accepts_a_trained_weights_file(mirror: Path, tmp_path: Path) -> None:
     weights = Path(__file__).parents[1] / "stylelib" / "weights" / "fast_great_wave.safetensors"
     out = tmp_path / "out.jpg"
@@ -43,6 +77,12 @@ def test_fast_accepts_a_trained_weights_file(mirror: Path, tmp_path: Path) -> No
     (["no_such_photo.jpg", "starry_night"], "no_such_photo.jpg"),
     (["tubingen", "mona_lisa", "--method", "fast"], "No bundled network for style 'mona_lisa'"),
     (["tubingen", "starry_night", "--style-weight", "nan"], "style_weight must be a finite"),
+    (["tubingen", "starry_night", "--method", "adain", "--alpha", "1.5"],
+     "alpha must be in [0, 1], got 1.5"),
+    (["tubingen", "prior.safetensors", "--method", "sdedit", "--strength", "-0.1"],
+     "strength must be a number in [0, 1]"),
+    (["tubingen", "prior.safetensors", "--method", "sdedit", "--strength", "0.1", "--steps", "5"],
+     "no denoising step would run"),
 ])
 def test_bad_arguments_give_one_error_line_and_no_file(
     mirror: Path, tmp_path: Path, argv: list[str], message: str,
@@ -76,4 +116,4 @@ def test_module_entry_point_shows_examples() -> None:
     shown = subprocess.run([sys.executable, "-m", "stylelib", "stylize", "--help"],
                            capture_output=True, text=True, check=True).stdout
     assert "python -m stylelib stylize photo.jpg starry_night -o out.png" in shown
-    assert "--method {fast,gatys}" in shown
+    assert "--method {adain,fast,gatys,sdedit}" in shown
