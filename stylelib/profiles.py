@@ -98,8 +98,14 @@ class Session:
 
 
 def setup(profile: str | None = None, device: str | None = None, seed: int = 0) -> Session:
-    """Pick profile and device, seed everything and print the choice (a notebook's setup cell)."""
-    session = Session(get_profile(profile), pick_device(device), seed)
+    """Pick profile and device, seed everything and print the choice (a notebook's setup cell).
+
+    Without a profile argument or ``$STYLELIB_PROFILE``, a GPU (Colab's, say) gets ``full``,
+    paper-like settings, and anything else ``book``.
+    """
+    chosen = pick_device(device)
+    default = "full" if chosen.type == "cuda" else "book"
+    session = Session(get_profile(profile or os.environ.get(PROFILE_ENV) or default), chosen, seed)
     seed_everything(seed)
     print(session)
     return session

@@ -105,3 +105,15 @@ def test_setup_prints_and_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0].startswith("profile=quick (CI and smoke tests")
     assert "device=cpu, seed=3, torch " in lines[0]
     assert "seed=4" in lines[2]
+
+
+def test_setup_picks_the_full_profile_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Colab GPU runtime gets paper-like settings unless the reader chose a profile."""
+    monkeypatch.delenv("STYLELIB_PROFILE", raising=False)
+    monkeypatch.delenv("STYLELIB_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: None)
+    assert setup().profile.name == "full"
+    assert setup(device="cpu").profile.name == "book"
+    monkeypatch.setenv("STYLELIB_PROFILE", "quick")
+    assert setup().profile.name == "quick"
