@@ -145,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--style-weight", type=float, default=10.0)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0, help="crop order and initial weights")
+    parser.add_argument("--start-from", type=Path, default=None,
+                        help="weights file to train further (its card is carried over)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
     args = parser.parse_args(argv)
@@ -152,10 +155,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
     style_asset = assets.resolve(args.style)
     photos = training_photos()
+    earlier = fast.load_weights(args.start_from).card if args.start_from else {}
     result = fast.train(
         load_image(args.style, args.style_size), photos, steps=args.steps,
         batch_size=args.batch_size, size=args.size, scale=args.scale,
         style_weight=args.style_weight, lr=args.lr, device=args.device, checkpoint=checkpoint,
+        seed=args.seed, start_from=args.start_from,
     )
     last = result.history[-50:]
     final = {key: sum(step[key] for step in last) / len(last) for key in ("content", "style")}
@@ -167,12 +172,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
                 f"content photos; random {args.size} px crops of photos resized to "
                 f"{args.scale} px",
-        "training": f"{result.steps_done} Adam steps, batch {args.batch_size}, lr {args.lr} "
+        "training": (f"{earlier['training']}; then " if earlier else "")
+                    + f"{result.steps_done} Adam steps, batch {args.batch_size}, lr {args.lr} "
                     f"(warm-up 100), content weight 1, style weight {args.style_weight}, "
                     f"loss network {default_backbone()}",
         "style_weight": str(args.style_weight),
         "hardware": _hardware(pick_device(args.device)),
-        "time": f"{result.seconds / 60:.1f} min",
+        "time": (f"{earlier['time']} + " if earlier else "") + f"{result.seconds / 60:.1f} min",
         "losses": json.dumps({k: round(v, 4) for k, v in final.items()})
                   + " (relative errors, mean of the last 50 steps)",
         "licence": "weights: MIT, like the code; the style image's own licence is in 'style'",

@@ -240,6 +240,7 @@ def train(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 200,
     seed: int = 0,
+    start_from: str | Path | None = None,
     progress: bool = True,
     preview: torch.Tensor | None = None,
     preview_every: int = 50,
@@ -258,9 +259,11 @@ def train(
     With ``checkpoint``, the state is saved every ``checkpoint_every`` steps and at the end, and
     an existing checkpoint is resumed up to ``steps`` in total; weights and crops depend only on
     ``seed``, so the result equals an uninterrupted run's (bit for bit on one machine).
-    ``preview`` (an image) is stylised every ``preview_every`` steps and at the end, to watch
-    the network learn. ``callback(step, losses, net)`` runs after each step; ``step`` counts the
-    steps done.
+    ``start_from`` (a weights file) starts from a trained network instead of random weights, to
+    train it further, e.g. with other loss weights (a fresh optimiser; pick a new ``seed`` so
+    the crops differ from the first run's). ``preview`` (an image) is stylised every
+    ``preview_every`` steps and at the end, to watch the network learn.
+    ``callback(step, losses, net)`` runs after each step; ``step`` counts the steps done.
     """
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("checkpoint_every", checkpoint_every), ("preview_every", preview_every)):
@@ -280,14 +283,18 @@ def train(
         backbone=backbone,
     ).to(dev)
     loss.set_style(style.to(dev))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = TransformerNet().to(dev)
+    if start_from is not None:
+        net = load_weights(start_from).to(dev)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = TransformerNet().to(dev)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     settings: dict[str, object] = {
         "batch_size": batch_size, "size": size, "scale": scale, "content_weight": content_weight,
         "style_weight": style_weight, "tv_weight": tv_weight, "lr": lr, "warmup": warmup,
         "seed": seed, "backbone": loss.extractor.backbone, "photos": len(files),
+        "start_from": None if start_from is None else Path(start_from).name,
     }
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
                 checkpoint_every, settings, KIND, preview_every, progress)

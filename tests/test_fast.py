@@ -236,6 +236,19 @@ def test_resume_with_other_settings_is_refused(runs: Runs, photos: list[Path],
         train(painting, photos, checkpoint=runs.checkpoint, **settings)
 
 
+def test_training_can_start_from_saved_weights(runs: Runs, photos: list[Path],
+                                               painting: torch.Tensor, tmp_path: Path) -> None:
+    """A second run starting from the first's weights begins where the first ended."""
+    saved = save_weights(runs.whole.net, tmp_path / "first.safetensors", {"note": "6 steps"})
+    second = train(painting, photos, steps=1, batch_size=2, size=32, backbone=HED, seed=1,
+                   progress=False, start_from=saved, lr=1e-12, warmup=0)
+    first_weights = load_weights(saved).state_dict()
+    for name, tensor in second.net.state_dict().items():
+        assert torch.allclose(tensor, first_weights[name], atol=1e-6), name
+    with pytest.raises(StylelibError, match="No weights file at"):
+        train(painting, photos, steps=1, size=32, backbone=HED, start_from=tmp_path / "none")
+
+
 def test_missing_optimiser_state_is_a_clear_error(runs: Runs, photos: list[Path],
                                                   painting: torch.Tensor, tmp_path: Path) -> None:
     lonely = tmp_path / "cut.safetensors"
