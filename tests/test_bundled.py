@@ -42,7 +42,7 @@ def test_bundled_nets_paint_their_own_style(photo: torch.Tensor, painting: torch
     loss = PerceptualLoss(extractor=extractor)
     night = perceptual_errors(outputs["starry_night"], photo, painting, loss)
     untouched = perceptual_errors(photo, photo, painting, loss)
-    assert night["style"] < 0.5 * untouched["style"]
+    assert night["style"] < 0.7 * untouched["style"]
     first, *others = outputs.values()
     for other in others:
         assert (first - other).abs().mean() > 0.05
