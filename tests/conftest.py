@@ -60,17 +60,20 @@ def mirror(monkeypatch: pytest.MonkeyPatch, mirror_dir: Path) -> Path:
     return mirror_dir
 
 
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every host name fail to resolve, as on the offline CI machines (fast DNS failure).
-
-    Offline behaviour is then the same on a machine that happens to be online.
-    """
+def block_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every host name fail to resolve, as on the offline CI machines (fast DNS failure)."""
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (blocked by test)")
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block the network for one test: offline behaviour is then the same on a machine that
+    happens to be online."""
+    block_network(monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import block_network
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -80,10 +80,7 @@ def pickled_weights(s: Setup) -> str:
 
 
 def offline_without_mirror(s: Setup) -> str:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (blocked by test)")
-
-    s.monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    block_network(s.monkeypatch)
     s.monkeypatch.delenv(assets.MIRROR_ENV, raising=False)
     s.monkeypatch.setenv(assets.CACHE_ENV, str(s.folder / "cache"))
     return "starry_night"
