@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,19 +20,23 @@ import torch
 
 from stylelib import assets, fast, gatys
 from stylelib.backbones import default_backbone
+from stylelib.checkpoints import final_losses, publish, run_fields
 from stylelib.errors import StylelibError
 from stylelib.images import load_image
 from stylelib.losses import PerceptualLoss
 from stylelib.metrics import perceptual_errors
-from stylelib.profiles import pick_device
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 STYLES = ("starry_night", "the_scream", "great_wave")
 """The paintings with a bundled network (all public domain; see each model card)."""
 HELD_OUT = ("tubingen", "golden_gate", "hoovertowernight", "amber", "sailboat")
 """Content photos the networks never saw, used to compare them with Gatys optimisation."""
+HELD_OUT_STYLES = ("candy", "mosaic", "brushstrokes", "en_campo_gris", "the_resevoir_at_poitiers")
+"""Style images no network of the book was trained on, for the AdaIN comparison."""
 TRAINING_DIR = "training/photos"
 """The photo collection's folder inside the asset mirror (``$STYLELIB_ASSETS_DIR``)."""
+PAINTINGS_DIR = "training/paintings"
+"""The painting collection's folder inside the asset mirror."""
 
 
 def weights_path(style: str) -> Path:
@@ -56,18 +59,28 @@ def load(style: str, device: str | torch.device = "cpu") -> fast.TransformerNet:
     return fast.load_weights(weights_path(style)).to(device)
 
 
-def training_photos(mirror: str | Path | None = None) -> list[Path]:
-    """The training collection's photos, minus the book's content photos (held out)."""
-    root = Path(mirror or os.environ.get(assets.MIRROR_ENV) or "").expanduser()
-    folder = root / TRAINING_DIR
+def _collection(folder_name: str, what: str) -> list[Path]:
+    """The images of one folder of the training collection in the asset mirror."""
+    root = Path(os.environ.get(assets.MIRROR_ENV) or "").expanduser()
+    folder = root / folder_name
     if not folder.is_dir():
         raise StylelibError(
-            f"The training photos are not at {folder}: set ${assets.MIRROR_ENV} to a copy of "
-            "the book's asset folder, or pass your own photos to stylelib.fast.train."
+            f"The training {what} are not at {folder}: set ${assets.MIRROR_ENV} to a copy of "
+            f"the book's asset folder, or pass your own {what} to the training function."
         )
+    return fast.photo_files(folder, what)
+
+
+def training_photos() -> list[Path]:
+    """The training collection's photos, minus the book's content photos (held out)."""
     held_out = {Path(name).stem for name in assets.names("content/")}
-    return [path for path in fast.photo_files(folder)
+    return [path for path in _collection(TRAINING_DIR, "photos")
             if path.stem.split("__")[-1] not in held_out]
+
+
+def training_paintings() -> list[Path]:
+    """The training collection's 32 paintings (none of :data:`HELD_OUT_STYLES` among them)."""
+    return _collection(PAINTINGS_DIR, "paintings")
 
 
 def photos_for_training() -> list[Path]:
@@ -122,13 +135,6 @@ def compare_with_gatys(
     return rows
 
 
-def _hardware(device: torch.device) -> str:
-    """A one-line description of where the training ran."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Train (or resume) one bundled network and write its weights and model card."""
     parser = argparse.ArgumentParser(
@@ -162,8 +168,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         style_weight=args.style_weight, lr=args.lr, device=args.device, checkpoint=checkpoint,
         seed=args.seed, start_from=args.start_from,
     )
-    last = result.history[-50:]
-    final = {key: sum(step[key] for step in last) / len(last) for key in ("content", "style")}
     card = {
         "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",
         "style": f"{style_asset.name}: {style_asset.credit} ({style_asset.licence}), "
@@ -172,24 +176,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
                 f"content photos; random {args.size} px crops of photos resized to "
                 f"{args.scale} px",
-        "training": (f"{earlier['training']}; then " if earlier else "")
-                    + f"{result.steps_done} Adam steps, batch {args.batch_size}, lr {args.lr} "
-                    f"(warm-up 100), content weight 1, style weight {args.style_weight}, "
-                    f"loss network {default_backbone()}",
+        **run_fields(result, f"batch {args.batch_size}, lr {args.lr} (warm-up 100), content "
+                     f"weight 1, style weight {args.style_weight}, loss network "
+                     f"{default_backbone()}", earlier, args.device),
         "style_weight": str(args.style_weight),
-        "hardware": _hardware(pick_device(args.device)),
-        "time": (f"{earlier['time']} + " if earlier else "") + f"{result.seconds / 60:.1f} min",
-        "losses": json.dumps({k: round(v, 4) for k, v in final.items()})
+        "losses": json.dumps(final_losses(result.history, ("content", "style")))
                   + " (relative errors, mean of the last 50 steps)",
         "licence": "weights: MIT, like the code; the style image's own licence is in 'style'",
     }
-    fast.save_weights(result.net, out, card)
-    readme = "".join(f"- **{key}**: {value}\n" for key, value in card.items())
-    out.with_suffix(".md").write_text(
-        f"# Model card: {out.name}\n\nThe same fields are stored in the file's metadata.\n\n"
-        f"{readme}", encoding="utf-8")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and its model card")
-    print(readme, end="")
+    publish(fast.save_weights(result.net, out, card), card)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ import glob
 import json
 import math
 import pickle
+import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from stylelib.errors import StylelibError
 from stylelib.files import StateDict, save_safetensors
+from stylelib.profiles import pick_device
 
 Net = TypeVar("Net", bound=nn.Module)
 Batch = TypeVar("Batch")
@@ -94,6 +96,43 @@ def save_weights(net: nn.Module, path: str | Path, card: Mapping[str, str]) -> P
         )
     save_safetensors(state, target, dict(card))
     return target
+
+
+def hardware(device: torch.device) -> str:
+    """A one-line description of where a training ran, for a model card."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
+               device: str | None) -> dict[str, str]:
+    """The model-card fields every training command writes: what ran (after what the card of
+    an ``earlier`` run it started from says), on what hardware, for how long."""
+    return {
+        "training": (f"{earlier['training']}; then " if earlier else "")
+                    + f"{result.steps_done} Adam steps, {how}",
+        "hardware": hardware(pick_device(device)),
+        "time": (f"{earlier['time']} + " if earlier else "") + f"{result.seconds / 60:.1f} min",
+    }
+
+
+def final_losses(history: list[dict[str, float]], keys: Iterable[str], last: int = 50
+                 ) -> dict[str, float]:
+    """The mean of each loss over the last ``last`` training steps (rounded for a card)."""
+    tail = history[-last:]
+    return {key: round(sum(step[key] for step in tail) / len(tail), 4) for key in keys}
+
+
+def publish(weights: Path, card: Mapping[str, str]) -> None:
+    """Write ``card`` as a Markdown model card beside ``weights`` (same name, ``.md``) and
+    print both: the training commands store the same fields in the weights' metadata."""
+    bullets = "".join(f"- **{key}**: {value}\n" for key, value in card.items())
+    weights.with_suffix(".md").write_text(
+        f"# Model card: {weights.name}\n\nThe same fields are stored in the file's metadata."
+        f"\n\n{bullets}", encoding="utf-8")
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and its model card")
+    print(bullets, end="")
 
 
 def load_weights(net: Net, path: str | Path, kind: WeightKind) -> tuple[Net, dict[str, str]]:

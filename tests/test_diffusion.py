@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from stylelib import diffusion
 from stylelib.checkpoints import TrainResult
 from stylelib.diffusion import (
     PaintingPrior,
@@ -267,3 +268,54 @@ def test_loading_stable_diffusion_offline_fails_fast_and_clearly(tmp_path: Path)
     message = str(caught.value)
     assert "could not load the stable diffusion weights" in message.lower()
     assert "internet" in message and "GPU" in message and "Colab" in message
+
+
+# --------------------------------------------------------------------------- the bundled prior
+
+
+def test_missing_bundled_prior_names_the_training_command(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    monkeypatch.setattr(diffusion, "WEIGHTS_DIR", tmp_path)
+    assert diffusion.prior_path() == tmp_path / "prior_starry_night.safetensors"
+    with pytest.raises(StylelibError) as caught:
+        diffusion.pretrained()
+    message = str(caught.value)
+    assert "bundled painting prior is missing" in message
+    assert f"python -m stylelib.diffusion {diffusion.PRIOR_PAINTING} --steps" in message
+
+
+PRIOR_CARD = {"model", "painting", "data", "training", "hardware", "time", "loss", "licence"}
+
+
+def test_bundled_prior_is_the_documented_network_with_a_card(photo: torch.Tensor) -> None:
+    prior = diffusion.pretrained(device="cpu")
+    assert tuple(prior.unet.config["block_out_channels"]) == diffusion.PRIOR_CHANNELS
+    assert prior.card.keys() >= PRIOR_CARD
+    assert "The Starry Night" in prior.card["painting"]
+    assert 0 < float(prior.card["loss"].split()[0]) < 0.2
+    assert diffusion.prior_path().with_suffix(".md").is_file()
+    small = photo[..., :32, :32]
+    assert (sdedit(prior, small, 0.5, steps=4) - small).abs().mean() > 0.02
+
+
+def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tiny_prior.safetensors"
+    arguments = ["starry_night", "--steps", "2", "--batch-size", "2", "--size", "16",
+                 "--scale", "24", "--channels", "8,8,8", "--out", str(out)]
+    diffusion.main(arguments)
+    prior = load_prior(out)
+    assert list(prior.unet.config["block_out_channels"]) == [8, 8, 8]
+    card = prior.card
+    assert card.keys() >= PRIOR_CARD
+    assert "Vincent van Gogh" in card["painting"] and "public domain" in card["painting"]
+    assert "2 Adam steps, batch 2" in card["training"]
+    assert 0 < float(card["loss"].split()[0]) < 10
+    assert out.with_name("tiny_prior.checkpoint.safetensors").is_file()
+    readme = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert readme.startswith("# Model card: tiny_prior.safetensors")
+    assert all(value in readme for value in card.values())
+    assert f"wrote {out}" in capsys.readouterr().out
+    # Run again with the same steps: it resumes the finished checkpoint and trains nothing.
+    diffusion.main(arguments)
+    assert "2 Adam steps" in load_prior(out).card["training"]
