@@ -102,7 +102,9 @@ def hardware(device: torch.device) -> str:
     """A one-line description of where a training ran, for a model card."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return (f"CPU ({platform.processor() or platform.machine()}, {threads} "
+            f"thread{'s' if threads != 1 else ''})")
 
 
 def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
@@ -245,6 +247,11 @@ def fit(
     ``callback(step, losses, net)`` after each step, ``step`` counting the steps done.
     """
     path = plan.checkpoint
+    if path is not None and not path.parent.is_dir():
+        raise StylelibError(
+            f"Folder {path.parent} does not exist, so checkpoint {path.name} cannot be saved "
+            "there: create it or pick another path (before hours of training are lost)."
+        )
     done, seconds = 0, 0.0
     history: list[dict[str, float]] = []
     previews: dict[int, torch.Tensor] = {}

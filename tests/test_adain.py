@@ -7,6 +7,7 @@ bias is set to 0.5 so its images sit inside [0, 1] rather than being clamped fla
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from dataclasses import dataclass
@@ -385,3 +386,35 @@ def test_pretrained_loads_the_bundled_decoder_with_its_backbone(
     bundled = pretrained()
     assert bundled.encoder.backbone == HED
     assert bundled.decoder.card["steps"] == "0"
+
+
+ADAIN_CARD = {"model", "backbone", "data", "training", "hardware", "time", "losses", "licence"}
+
+
+def test_training_command_writes_the_decoder_with_a_card(
+        mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "decoder.safetensors"
+    arguments = ["--steps", "2", "--batch-size", "1", "--size", "32", "--scale", "48",
+                 "--out", str(out)]
+    adain_module.main(arguments)
+    decoder = load_decoder(out)
+    assert decoder.card.keys() >= ADAIN_CARD
+    assert decoder.card["backbone"] == HED
+    assert "2 Adam steps, batch 1 photo-painting pairs" in decoder.card["training"]
+    assert "32 public-domain paintings" in decoder.card["data"]
+    losses = json.loads(decoder.card["losses"].split(" (")[0])
+    assert losses["content"] > 0 and losses["style"] > 0
+    readme = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert all(value in readme for value in decoder.card.values())
+    assert f"wrote {out}" in capsys.readouterr().out
+    # The same command again resumes the finished checkpoint and trains nothing more.
+    adain_module.main(arguments)
+    assert "2 Adam steps" in load_decoder(out).card["training"]
+
+
+def test_training_into_a_missing_folder_fails_before_training(mirror: Path, tmp_path: Path
+                                                               ) -> None:
+    out = tmp_path / "nowhere" / "decoder.safetensors"
+    with pytest.raises(StylelibError, match=r"Folder .*nowhere does not exist"):
+        adain_module.main(["--steps", "2", "--size", "32", "--out", str(out)])
+    assert not out.parent.exists()
