@@ -213,6 +213,16 @@ def bench_adain(size: int, repeat: int, warmup: int, backbone: str | None, devic
     ]
 
 
+def _compare(size: int, device: str | None) -> str:
+    """Chapter 7's table: every method on the comparison's pairs, in the active profile."""
+    from stylelib import comparison  # imports diffusers: only when asked for
+
+    dev = pick_device(device)
+    measured = comparison.compare(list(comparison.methods()), comparison.PHOTOS,
+                                  comparison.PAINTINGS, size=size, device=dev)
+    return comparison.table(measured, dev)
+
+
 BENCHMARKS = {
     "gatys": bench_gatys, "fast": bench_fast, "adain": bench_adain, "sdedit": bench_sdedit,
 }
@@ -223,9 +233,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m stylelib.bench",
         description="Time a style-transfer method against the network work it cannot avoid.",
-        epilog="example: python -m stylelib.bench gatys --size 256",
+        epilog="examples: python -m stylelib.bench gatys --size 256; "
+               "STYLELIB_PROFILE=book python -m stylelib.bench compare --size 256",
     )
-    parser.add_argument("method", choices=sorted(BENCHMARKS))
+    parser.add_argument("method", choices=[*sorted(BENCHMARKS), "compare"],
+                        help="one method against its floor, or compare: every method on the "
+                             "comparison's pairs (chapter 7's table)")
     parser.add_argument("--size", type=int, default=256, help="long side in pixels (256)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs (5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (2)")
@@ -234,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0:
         parser.error("--repeat must be >= 1 and --warmup >= 0")
+    if args.method == "compare":
+        print(_compare(args.size, args.device))
+        return
     rows = BENCHMARKS[args.method](args.size, args.repeat, args.warmup, args.backbone, args.device)
     width = max(len(label) for label, _ in rows)
     print(f"{args.method} benchmark")

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,16 +83,33 @@ def training_paintings() -> list[Path]:
     return _collection(PAINTINGS_DIR, "paintings")
 
 
+def _or_book_images(collection: Callable[[], list[Path]], folder: str, what: str,
+                    advice: str, skip: Sequence[str] = ()) -> list[Path]:
+    """A training collection when the mirror holds it, else the book's own images of ``folder``
+    (downloaded through the registry, minus ``skip``), with a note saying so."""
+    try:
+        return collection()
+    except StylelibError:
+        names = [n for n in assets.names(folder) if Path(n).stem not in skip]
+        print("The course's training collection is not available here (it is not online): "
+              f"training on the book's {len(names)} {what} instead. {advice}")
+        return [assets.fetch(name) for name in names]
+
+
 def photos_for_training() -> list[Path]:
     """The training collection when a mirror holds it, else the book's ten content photos
     (downloaded through the registry): enough for a reader's first network, if a rough one."""
-    try:
-        return training_photos()
-    except StylelibError:
-        print("The course's photo collection is not available here (it is not online): "
-              "training on the book's 10 content photos instead. For a better network pass a "
-              "folder of a few thousand photos, e.g. MS-COCO.")
-        return [assets.fetch(name) for name in assets.names("content/")]
+    return _or_book_images(training_photos, "content/", "content photos",
+                           "For a better network pass a folder of a few thousand photos, e.g. "
+                           "MS-COCO.")
+
+
+def paintings_for_training() -> list[Path]:
+    """The collection's paintings when a mirror holds them, else the book's style images
+    without :data:`HELD_OUT_STYLES`, so those stay unseen either way."""
+    return _or_book_images(training_paintings, "style/", "style images",
+                           "For a decoder that generalises, pass thousands, e.g. WikiArt.",
+                           HELD_OUT_STYLES)
 
 
 @dataclass(frozen=True)

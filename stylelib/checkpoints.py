@@ -11,7 +11,6 @@ import glob
 import json
 import math
 import pickle
-import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from stylelib.errors import StylelibError
 from stylelib.files import StateDict, save_safetensors
-from stylelib.profiles import pick_device
+from stylelib.profiles import device_name, pick_device
 
 Net = TypeVar("Net", bound=nn.Module)
 Batch = TypeVar("Batch")
@@ -98,15 +97,6 @@ def save_weights(net: nn.Module, path: str | Path, card: Mapping[str, str]) -> P
     return target
 
 
-def hardware(device: torch.device) -> str:
-    """A one-line description of where a training ran, for a model card."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    threads = torch.get_num_threads()
-    return (f"CPU ({platform.processor() or platform.machine()}, {threads} "
-            f"thread{'s' if threads != 1 else ''})")
-
-
 def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
                device: str | None) -> dict[str, str]:
     """The model-card fields every training command writes: what ran (after what the card of
@@ -114,7 +104,7 @@ def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
     return {
         "training": (f"{earlier['training']}; then " if earlier else "")
                     + f"{result.steps_done} Adam steps, {how}",
-        "hardware": hardware(pick_device(device)),
+        "hardware": device_name(pick_device(device)),
         "time": (f"{earlier['time']} + " if earlier else "") + f"{result.seconds / 60:.1f} min",
     }
 

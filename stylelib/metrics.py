@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import torch
 from skimage.metrics import structural_similarity
 
+from stylelib.backbones import FeatureExtractor
 from stylelib.images import check_image
-from stylelib.losses import PerceptualLoss
+from stylelib.losses import PerceptualLoss, mean_std, relative_error
 
 
 @torch.no_grad()
@@ -26,6 +27,19 @@ def perceptual_errors(
     loss.set_style(check_image(style, "style"))
     terms = loss(image)
     return {"content": float(terms.content), "style": float(terms.style)}
+
+
+@torch.no_grad()
+def statistics_error(image: torch.Tensor, style: torch.Tensor, extractor: FeatureExtractor
+                     ) -> float:
+    """Relative error of the per-channel means and standard deviations of ``image``'s features
+    to ``style``'s, summed over the extractor's layers: the statistics AdaIN matches."""
+    ours, theirs = extractor(check_image(image)), extractor(check_image(style, "style"))
+    total = 0.0
+    for layer in extractor.layers:
+        (mean, std), (target_mean, target_std) = mean_std(ours[layer]), mean_std(theirs[layer])
+        total += float(relative_error(mean, target_mean) + relative_error(std, target_std))
+    return total
 
 
 def ssim(image: torch.Tensor, reference: torch.Tensor) -> float:

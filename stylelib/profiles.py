@@ -8,6 +8,7 @@ paper settings on a GPU (``full``).
 from __future__ import annotations
 
 import os
+import platform
 import random
 from dataclasses import dataclass
 
@@ -37,15 +38,20 @@ class Profile:
     """Steps of the live training demos (a network trained while the chapter runs)."""
     train_size: int
     """Crop side, in pixels, of those demos' training images."""
+    gan_steps: int
+    """Training steps of chapter 1's small GAN (batches of 64 images of 32 x 32 pixels)."""
+    denoise_steps: int
+    """DDIM steps of a full denoising run (SDEdit at strength s runs ``int(steps * s)``)."""
     description: str
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32,
+    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32, 20, 10,
                      "CI and smoke tests: tiny images, a few steps"),
-    "book": Profile("book", 256, 100, 512, 128, 5, 150, 128,
+    "book": Profile("book", 256, 100, 512, 128, 5, 150, 128, 2000, 25,
                     "the CPU-built book: results that look right"),
-    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, "paper-like settings, for a GPU"),
+    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, 10000, 50,
+                    "paper-like settings, for a GPU"),
 }
 
 
@@ -73,6 +79,16 @@ def pick_device(name: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """Where something ran, for tables and model cards: the GPU's name, or the CPU and the
+    number of threads torch uses (timings on a CPU depend on both)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return (f"CPU ({platform.processor() or platform.machine()}, {threads} "
+            f"thread{'s' if threads != 1 else ''})")
 
 
 def seed_everything(seed: int) -> None:

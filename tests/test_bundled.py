@@ -103,3 +103,16 @@ def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Pat
     assert out.with_name("tiny.checkpoint.safetensors").is_file()
     assert net.card["training"] in out.with_suffix(".md").read_text(encoding="utf-8")
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_readers_without_the_collection_train_on_the_book_paintings_minus_held_out(
+    mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert len(bundled.paintings_for_training()) == 32
+    partial = tmp_path / "mirror"
+    shutil.copytree(mirror / "style", partial / "style")
+    monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(partial))
+    names = {p.stem for p in bundled.paintings_for_training()}
+    assert names == {Path(n).stem for n in assets.names("style/")} - set(bundled.HELD_OUT_STYLES)
+    assert "training on the book's 13 style images" in capsys.readouterr().out

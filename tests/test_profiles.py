@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stylelib import profiles
-from stylelib.profiles import PROFILES, get_profile, pick_device, setup
+from stylelib.profiles import PROFILES, device_name, get_profile, pick_device, setup
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,8 @@ def test_unknown_profile_names_the_choices(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_profiles_grow_from_quick_to_full() -> None:
     quick, book, full = (PROFILES[n] for n in ("quick", "book", "full"))
-    for field in ("size", "steps", "large_size", "texture_size", "train_steps", "train_size"):
+    for field in ("size", "steps", "large_size", "texture_size", "train_steps", "train_size",
+                  "gan_steps", "denoise_steps"):
         assert getattr(quick, field) < getattr(book, field) < getattr(full, field), field
     for profile in PROFILES.values():
         assert profile.size >= 16 and profile.texture_size >= 16  # the backbone's minimum
@@ -117,3 +118,14 @@ def test_setup_picks_the_full_profile_on_a_gpu(monkeypatch: pytest.MonkeyPatch) 
     assert setup(device="cpu").profile.name == "book"
     monkeypatch.setenv("STYLELIB_PROFILE", "quick")
     assert setup().profile.name == "quick"
+
+
+def test_device_name_says_how_many_threads_the_cpu_uses() -> None:
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert device_name(torch.device("cpu")).endswith(", 1 thread)")
+        torch.set_num_threads(2)
+        assert device_name(torch.device("cpu")).endswith(", 2 threads)")
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,301 @@
+"""Every method of the book on the same photo-painting pairs, measured the same way.
+
+:func:`compare` stylises each pair with each method that can paint it, and records the time of
+one image (models loaded beforehand, one untimed warm-up per method), the memory it needs
+beyond what was in use before, and scores under one loss network: relative content error to
+the photo, Gram style error and mean/std style error to the painting, and SSIM to the photo.
+:func:`summary` averages them per method. Chapter 7 prints that table, and
+``python -m stylelib.bench compare`` prints the same one from the shell.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psutil
+import torch
+
+from stylelib import adain, bundled, fast, gatys, magenta
+from stylelib.backbones import FeatureExtractor
+from stylelib.images import load_image
+from stylelib.losses import PerceptualLoss
+from stylelib.metrics import markdown_table, perceptual_errors, ssim, statistics_error
+from stylelib.profiles import Profile, device_name, get_profile
+
+Painter = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]
+"""``painter(photo, painting, painting_name)``: one stylised image."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of stylising, with what it costs to get and what it can paint."""
+
+    name: str
+    label: str
+    training: str
+    """What must be trained before the first image."""
+    styles: tuple[str, ...] | None
+    """The paintings it can paint (``None``: any painting)."""
+    load: Callable[[torch.device], tuple[Painter, float]]
+    """Load the models once: the painter and the megabytes of weights it holds."""
+
+    @property
+    def arbitrary(self) -> bool:
+        """Whether a new painting needs no training."""
+        return self.styles is None
+
+
+def _megabytes(*modules: torch.nn.Module) -> float:
+    """Parameter and buffer bytes of some modules, in MB."""
+    return sum(t.numel() * t.element_size() for m in modules
+               for t in (*m.parameters(), *m.buffers())) / 1e6
+
+
+def _gatys(profile: Profile) -> Method:
+    def load(device: torch.device) -> tuple[Painter, float]:
+        loss_network = PerceptualLoss()  # what each gatys.stylize call builds and runs
+
+        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
+            return gatys.stylize(photo, painting, steps=profile.steps, progress=False).image
+
+        return paint, _megabytes(loss_network)
+
+    return Method("gatys", f"Gatys optimisation ({profile.steps} L-BFGS steps)",
+                  "none: optimises every image", None, load)
+
+
+def _fast() -> Method:
+    def load(device: torch.device) -> tuple[Painter, float]:
+        nets = {name: bundled.load(name, device) for name in bundled.available()}
+
+        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
+            return fast.stylize(nets[name], photo)
+
+        return paint, _megabytes(next(iter(nets.values())))
+
+    return Method("fast", "feed-forward network (Johnson et al.)",
+                  "one network per painting", tuple(bundled.available()), load)
+
+
+def _adain() -> Method:
+    def load(device: torch.device) -> tuple[Painter, float]:
+        model = adain.pretrained(device)
+
+        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
+            return adain.stylize(model, photo, painting)
+
+        return paint, _megabytes(model)
+
+    return Method("adain", "AdaIN (the book's decoder)",
+                  "one decoder for all paintings", None, load)
+
+
+def _magenta() -> Method:
+    def load(device: torch.device) -> tuple[Painter, float]:
+        stylizer = magenta.load()
+
+        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
+            return stylizer(photo, painting)
+
+        return paint, magenta.weights_megabytes()
+
+    return Method("magenta", "Magenta arbitrary network (pretrained, int8)",
+                  "none here: downloaded pretrained", None, load)
+
+
+def _sdedit(profile: Profile) -> Method:
+    from stylelib import diffusion  # diffusers takes seconds to import: only when asked for
+
+    def load(device: torch.device) -> tuple[Painter, float]:
+        prior = diffusion.pretrained(str(device))
+
+        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
+            return diffusion.sdedit(prior, photo, SDEDIT_STRENGTH, steps=profile.denoise_steps)
+
+        return paint, _megabytes(prior)
+
+    return Method("sdedit", f"SDEdit, painting prior (strength {SDEDIT_STRENGTH})",
+                  "one diffusion prior per painting", (diffusion.PRIOR_PAINTING,), load)
+
+
+SDEDIT_STRENGTH = 0.5
+"""Chapter 6's recommended strength for the book's painting prior."""
+
+
+def methods(profile: Profile | None = None) -> dict[str, Method]:
+    """Every method the comparison knows, by name, sized by ``profile``."""
+    chosen = profile or get_profile()
+    return {m.name: m for m in (_gatys(chosen), _fast(), _adain(), _magenta(), _sdedit(chosen))}
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[list[float]]:
+    """Measure the most memory in use beyond what was in use on entry, in MB.
+
+    On CUDA, the allocator's peak; on the CPU, the process's resident memory sampled every
+    millisecond in a thread (an estimate that can miss spikes shorter than that). The value is
+    appended to the yielded list on exit.
+    """
+    result: list[float] = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield result
+        torch.cuda.synchronize(device)
+        result.append((torch.cuda.max_memory_allocated(device) - base) / 1e6)
+        return
+    process = psutil.Process()
+    base = process.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.001):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        watcher.join()
+        peak[0] = max(peak[0], process.memory_info().rss)
+        result.append((peak[0] - base) / 1e6)
+
+
+@dataclass
+class Result:
+    """One method on one pair: the picture and its measurements."""
+
+    method: str
+    photo: str
+    painting: str
+    image: torch.Tensor = field(repr=False)
+    seconds: float
+    peak_mb: float
+    content: float
+    style: float
+    """Gram style error over relu1_1 ... relu5_1 (what Gatys minimises)."""
+    statistics: float
+    """Mean/std style error over relu1_1 ... relu4_1 (what AdaIN minimises)."""
+    ssim: float
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` measured: the methods that painted, their weights' size, results."""
+
+    methods: dict[str, Method]
+    weights_mb: dict[str, float]
+    results: list[Result]
+
+    def of(self, method: str) -> list[Result]:
+        """The results of one method."""
+        return [r for r in self.results if r.method == method]
+
+
+def compare(
+    chosen: Sequence[str | Method], photos: Sequence[str], paintings: Sequence[str], *,
+    size: int, device: str | torch.device = "cpu", profile: Profile | None = None,
+) -> Comparison:
+    """Run each method (a name from :func:`methods`, or a :class:`Method`) on every
+    (photo, painting) pair it can paint, at long side ``size``.
+
+    Each method loads its models once and paints one untimed warm-up image first, so the times
+    are of one image, not of start-up.
+    """
+    dev = torch.device(device)
+    known = methods(profile)
+    unknown = [m for m in chosen if isinstance(m, str) and m not in known]
+    if unknown:
+        raise ValueError(f"Unknown method(s) {unknown}: choose from {', '.join(known)}.")
+    images = {name: load_image(name, size, device=dev) for name in {*photos, *paintings}}
+    loss = PerceptualLoss().to(dev)
+    statistics_network = FeatureExtractor(adain.ENCODER_LAYERS).to(dev)
+    done = Comparison({}, {}, [])
+    for entry in chosen:
+        method = known[entry] if isinstance(entry, str) else entry
+        pairs = [(p, s) for s in paintings if method.styles is None or s in method.styles
+                 for p in photos]
+        if not pairs:
+            continue
+        paint, done.weights_mb[method.name] = method.load(dev)
+        done.methods[method.name] = method
+        paint(images[pairs[0][0]], images[pairs[0][1]], pairs[0][1])  # warm-up
+        for photo, painting in pairs:
+            with peak_memory(dev) as peak:
+                started = time.perf_counter()
+                image = paint(images[photo], images[painting], painting)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                seconds = time.perf_counter() - started
+            errors = perceptual_errors(image, images[photo], images[painting], loss)
+            done.results.append(Result(
+                method.name, photo, painting, image.detach().clone(), seconds, peak[0],
+                errors["content"], errors["style"],
+                statistics_error(image, images[painting], statistics_network),
+                ssim(image, images[photo]),
+            ))
+    return done
+
+
+PHOTOS = ("tubingen", "golden_gate")
+"""The comparison's photos: held out from every network's training."""
+PAINTINGS = ("starry_night", "the_scream", "great_wave")
+"""The comparison's paintings: each has a bundled feed-forward network; the first has the prior."""
+
+SUMMARY_HEADERS = ("method", "pairs", "training needed", "arbitrary styles", "s per image",
+                   "peak MB", "weights MB", "content error", "Gram style error",
+                   "mean/std style error", "SSIM to photo")
+
+
+def summary(measured: Comparison) -> list[list[object]]:
+    """One row per method: medians of time and memory, means of the scores over the pairs it
+    painted."""
+    rows: list[list[object]] = []
+    for name, method in measured.methods.items():
+        mine = measured.of(name)
+        rows.append([
+            method.label, len(mine), method.training, "yes" if method.arbitrary else "no",
+            statistics.median(r.seconds for r in mine), statistics.median(r.peak_mb for r in mine),
+            measured.weights_mb[name], statistics.fmean(r.content for r in mine),
+            statistics.fmean(r.style for r in mine), statistics.fmean(r.statistics for r in mine),
+            statistics.fmean(r.ssim for r in mine),
+        ])
+    return rows
+
+
+def table(measured: Comparison, device: str | torch.device,
+          profile: Profile | None = None) -> str:
+    """The summary as a Markdown table, under a line that says where it was measured."""
+    chosen = profile or get_profile()
+    where = device_name(torch.device(device))
+    height, width = measured.results[0].image.shape[-2:]
+    return (f"Measured on {where}, profile {chosen.name}, images {width}x{height} px; times are "
+            "medians of one image each after a warm-up.\n\n"
+            + markdown_table(SUMMARY_HEADERS, summary(measured)))
+
+
+def grid(measured: Comparison, photos: Sequence[str], paintings: Sequence[str]
+         ) -> tuple[list[torch.Tensor], list[str]]:
+    """Images and titles for :func:`stylelib.show` with one row per pair and one column per
+    method; a method that cannot paint a pair gets a blank cell."""
+    names = list(measured.methods)
+    found = {(r.method, r.photo, r.painting): r.image for r in measured.results}
+    blank = torch.ones_like(measured.results[0].image)
+    images, titles = [], []
+    for painting in paintings:
+        for photo in photos:
+            for name in names:
+                image = found.get((name, photo, painting))
+                images.append(blank if image is None else image)
+                titles.append(f"{name}: {photo} / {painting}" if image is not None
+                              else f"{name}: cannot paint {painting}")
+    return images, titles

@@ -1,0 +1,107 @@
+"""The comparison of every method: which pairs each paints, the table's schema, the memory probe."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylelib import bundled, comparison
+from stylelib.diffusion import PRIOR_PAINTING
+from stylelib.profiles import get_profile
+
+QUICK = get_profile("quick")
+
+
+@pytest.fixture(scope="module")
+def measured(mirror_dir: Path) -> comparison.Comparison:
+    """Every method on 2 photos x 2 paintings at 32 px in the quick profile."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("STYLELIB_ASSETS_DIR", str(mirror_dir))
+    try:
+        return comparison.compare(list(comparison.methods(QUICK)), ["tubingen", "golden_gate"],
+                                  ["starry_night", "candy"], size=32, profile=QUICK)
+    finally:
+        patch.undo()
+
+
+def test_each_method_paints_exactly_the_pairs_it_can(
+        measured: comparison.Comparison) -> None:
+    pairs = {name: {(r.photo, r.painting) for r in measured.of(name)}
+             for name in measured.methods}
+    assert list(measured.methods) == list(comparison.methods(QUICK))
+    everything = {(p, s) for p in ("tubingen", "golden_gate") for s in ("starry_night", "candy")}
+    for arbitrary in ("gatys", "adain", "magenta"):
+        assert pairs[arbitrary] == everything
+    assert "candy" not in bundled.available() and PRIOR_PAINTING == "starry_night"
+    assert pairs["fast"] == pairs["sdedit"] == {(p, "starry_night") for p in
+                                                ("tubingen", "golden_gate")}
+
+
+def test_every_measurement_is_a_real_number(
+        measured: comparison.Comparison) -> None:
+    for result in measured.results:
+        assert result.image.shape[-2:] == (24, 32)
+        assert result.seconds > 0 and result.peak_mb >= 0
+        assert all(math.isfinite(v) and v >= 0 for v in
+                   (result.content, result.style, result.statistics))
+        assert -1 <= result.ssim <= 1
+    assert all(mb > 1 for mb in measured.weights_mb.values())
+    by_method = {r.method: r for r in measured.results if r.photo == "tubingen"
+                 and r.painting == "starry_night"}
+    # Optimising the image from the photo keeps more of it than any one-pass method.
+    assert by_method["gatys"].ssim > max(by_method[m].ssim for m in ("fast", "adain", "sdedit"))
+
+
+def test_the_table_has_one_row_per_method_in_the_documented_columns(
+        measured: comparison.Comparison) -> None:
+    text = comparison.table(measured, "cpu", QUICK)
+    header, lines = text.split("\n\n")
+    assert "1 thread)" in header and "profile quick" in header and "32x24 px" in header
+    rows = lines.splitlines()
+    assert rows[0] == "| " + " | ".join(comparison.SUMMARY_HEADERS) + " |"
+    assert len(rows) == 2 + len(comparison.methods(QUICK))
+    cells = {row.split(" | ")[0].strip("| "): row.split(" | ") for row in rows[2:]}
+    gatys_row = cells[comparison.methods(QUICK)["gatys"].label]
+    assert gatys_row[1] == "4" and gatys_row[3] == "yes"
+    assert cells[comparison.methods(QUICK)["fast"].label][3] == "no"
+
+
+def test_unknown_methods_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"Unknown method\(s\) \['cyclegan'\]: choose from"):
+        comparison.compare(["cyclegan"], ["tubingen"], ["starry_night"], size=32)
+
+
+def test_peak_memory_sees_a_large_temporary_tensor() -> None:
+    with comparison.peak_memory(torch.device("cpu")) as peak:
+        block = torch.ones(64, 1024, 1024)  # 256 MB
+        float(block.sum())
+        del block
+    assert peak[0] > 200
+    with comparison.peak_memory(torch.device("cpu")) as idle:
+        pass
+    assert idle[0] < 50
+
+
+def test_grid_has_a_cell_per_pair_and_method_with_blanks_where_none(
+        measured: comparison.Comparison) -> None:
+    images, titles = comparison.grid(measured, ["tubingen"], ["starry_night", "candy"])
+    assert len(images) == len(titles) == 2 * len(measured.methods)
+    assert titles[0] == "gatys: tubingen / starry_night"
+    blank = titles.index("fast: cannot paint candy")
+    assert bool((images[blank] == 1).all())
+    assert not bool((images[titles.index("adain: tubingen / candy")] == 1).all())
+
+
+def test_a_method_of_ones_own_can_be_compared(mirror: Path) -> None:
+    def load(device: torch.device) -> tuple[comparison.Painter, float]:
+        return (lambda photo, painting, name: photo.flip(-1)), 0.0
+
+    mirror_method = comparison.Method("mirror", "left-right flip", "none", None, load)
+    measured = comparison.compare([mirror_method], ["tubingen"], ["candy"], size=32,
+                                  profile=QUICK)
+    (result,) = measured.of("mirror")
+    assert result.ssim < 0.9 and result.content > 0
+    assert comparison.summary(measured)[0][:4] == ["left-right flip", 1, "none", "yes"]
