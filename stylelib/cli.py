@@ -24,11 +24,14 @@ EXAMPLES = """examples:
   python -m stylelib stylize photo.jpg starry_night -o out.png
   python -m stylelib stylize photo.jpg the_scream -o out.png --method fast --size 1024
   python -m stylelib stylize photo.jpg my_painting.jpg -o out.png --steps 300 --style-weight 30
+  python -m stylelib stylize photo.jpg my_painting.jpg -o out.png --method adain --alpha 0.7
+  python -m stylelib stylize photo.jpg starry_night -o out.png --method sdedit --strength 0.4
   python -m stylelib bench gatys --size 256
 
 CONTENT and STYLE are image files or names of the book's images (e.g. tubingen, starry_night);
 for --method fast, STYLE is a bundled network's painting or a .safetensors file it trained;
-for --method sdedit, STYLE is a painting prior's .safetensors file (stylelib.diffusion)."""
+for --method sdedit, STYLE is starry_night (the bundled prior) or a prior's .safetensors file
+(python -m stylelib.diffusion trains one)."""
 
 Method = Callable[[argparse.Namespace, torch.Tensor, torch.device], torch.Tensor]
 
@@ -55,11 +58,29 @@ def _adain(args: argparse.Namespace, content: torch.Tensor, device: torch.device
 
 
 def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """SDEdit with a painting prior (chapter 6): STYLE is the prior's weights file."""
+    """SDEdit with a painting prior (chapter 6): the bundled one by its painting's name, or a
+    prior's weights file."""
     from stylelib import diffusion  # diffusers takes seconds to import: only when asked for
 
-    prior = diffusion.load_prior(args.style, str(device))
+    if Path(args.style).suffix == ".safetensors":
+        prior = diffusion.load_prior(args.style, str(device))
+    elif Path(args.style).stem == diffusion.PRIOR_PAINTING:
+        prior = diffusion.pretrained(str(device))
+    else:
+        raise StylelibError(
+            f"No bundled painting prior for {args.style!r}: the book ships one for "
+            f"{diffusion.PRIOR_PAINTING}; train one with `python -m stylelib.diffusion "
+            f"{Path(args.style).stem}` and pass its .safetensors file."
+        )
     return diffusion.sdedit(prior, content, args.strength, steps=args.steps or 50)
+
+
+def _magenta(args: argparse.Namespace, content: torch.Tensor, device: torch.device
+             ) -> torch.Tensor:
+    """One pass of the pretrained Magenta arbitrary network (chapter 7), any style."""
+    from stylelib import magenta  # onnxruntime: only when asked for
+
+    return magenta.stylize(content, load_image(args.style, args.size, device=device))
 
 
 def _check_knobs(args: argparse.Namespace) -> None:
@@ -76,7 +97,8 @@ def _check_knobs(args: argparse.Namespace) -> None:
         diffusion.check_strength(args.steps or 50, args.strength)
 
 
-METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "sdedit": _sdedit}
+METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "sdedit": _sdedit,
+                              "magenta": _magenta}
 
 
 def _stylize(args: argparse.Namespace) -> None:
@@ -109,8 +131,8 @@ def parser() -> argparse.ArgumentParser:
     stylize.add_argument("-o", "--output", required=True, help="output .png, .jpg or .webp")
     stylize.add_argument("--method", choices=sorted(METHODS), default="gatys",
                          help="gatys (optimise, slow, any style), fast (one pass, bundled "
-                              "styles), adain (one pass, any style), sdedit (a painting prior "
-                              "file as STYLE); default gatys")
+                              "styles), adain (one pass, any style), sdedit (a painting prior), "
+                              "magenta (pretrained, one pass, any style); default gatys")
     stylize.add_argument("--size", type=int, default=512, help="long side in pixels (512)")
     stylize.add_argument("--steps", type=int, default=None,
                          help="gatys: L-BFGS steps (100); sdedit: denoising schedule (50)")

@@ -157,6 +157,9 @@ CLI_ROWS: dict[str, tuple[Args, str]] = {
         lambda s: ["tubingen", str(s.folder / "prior.safetensors"), "--method", "sdedit",
                    "--steps", "10"],
         "No weights file at"),
+    "painting without a prior": (
+        lambda s: ["tubingen", "the_scream", "--method", "sdedit", "--steps", "10"],
+        "No bundled painting prior for 'the_scream'"),
 }
 
 OUTPUT_ROWS: dict[str, tuple[Callable[[Path], Path], str]] = {

@@ -17,6 +17,9 @@ from stylelib.cli import main
 @pytest.mark.parametrize(("method", "style", "extra"), [
     ("fast", "the_scream", []),
     ("gatys", "starry_night", ["--steps", "2", "--style-weight", "30"]),
+    ("adain", "candy", ["--alpha", "0.5"]),
+    ("sdedit", "starry_night", ["--steps", "4", "--strength", "0.5"]),
+    ("magenta", "candy", []),
 ])
 def test_each_method_writes_an_image_of_the_requested_size(
     mirror: Path, tmp_path: Path, method: str, style: str, extra: list[str],
@@ -50,17 +53,28 @@ def test_sdedit_runs_with_a_prior_file(mirror: Path, tmp_path: Path, tiny_prior:
         assert image.size == (32, 24)
 
 
-def test_adain_uses_the_bundled_decoder_or_says_it_is_missing(
+def test_adain_without_the_bundled_decoder_says_so_and_writes_nothing(
+    mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(adain, "weights_path", lambda: tmp_path / "gone.safetensors")
+    out = tmp_path / "out.png"
+    status = main(["stylize", "tubingen", "starry_night", "-o", str(out), "--method", "adain",
+                   "--size", "32"])
+    assert status == 2 and not out.exists()
+    assert "No bundled AdaIN decoder" in capsys.readouterr().err
+
+
+def test_sdedit_without_a_prior_for_the_painting_says_how_to_train_one(
     mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out.png"
-    status = main(["stylize", "tubingen", "starry_night", "-o", str(out), "--method", "adain",
-                   "--size", "32", "--alpha", "0.5"])
-    if adain.weights_path().is_file():
-        assert status == 0 and out.is_file()
-    else:
-        assert status == 2 and not out.exists()
-        assert "No bundled AdaIN decoder" in capsys.readouterr().err
+    status = main(["stylize", "tubingen", "the_scream", "-o", str(out), "--method", "sdedit",
+                   "--size", "32", "--steps", "4"])
+    assert status == 2 and not out.exists()
+    error = capsys.readouterr().err
+    assert "No bundled painting prior for 'the_scream'" in error
+    assert "python -m stylelib.diffusion the_scream" in error
 
 
 def test_fast_accepts_a_trained_weights_file(mirror: Path, tmp_path: Path) -> None:
@@ -116,4 +130,4 @@ def test_module_entry_point_shows_examples() -> None:
     shown = subprocess.run([sys.executable, "-m", "stylelib", "stylize", "--help"],
                            capture_output=True, text=True, check=True).stdout
     assert "python -m stylelib stylize photo.jpg starry_night -o out.png" in shown
-    assert "--method {adain,fast,gatys,sdedit}" in shown
+    assert "--method {adain,fast,gatys,magenta,sdedit}" in shown
