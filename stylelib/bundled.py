@@ -11,20 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from stylelib import assets, fast, gatys
+from stylelib import assets, fast
 from stylelib.backbones import default_backbone
 from stylelib.checkpoints import final_losses, publish, run_fields
 from stylelib.errors import StylelibError
 from stylelib.images import load_image
-from stylelib.losses import PerceptualLoss
-from stylelib.metrics import perceptual_errors
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 STYLES = ("starry_night", "the_scream", "great_wave")
@@ -110,46 +106,6 @@ def paintings_for_training() -> list[Path]:
     return _or_book_images(training_paintings, "style/", "style images",
                            "For a decoder that generalises, pass thousands, e.g. WikiArt.",
                            HELD_OUT_STYLES)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One style-photo pair: errors and seconds of the bundled net and of Gatys optimisation."""
-
-    style: str
-    photo: str
-    fast: dict[str, float]
-    gatys: dict[str, float]
-    fast_seconds: float
-    gatys_seconds: float
-
-
-def compare_with_gatys(
-    styles: Sequence[str], photos: Sequence[str], *, size: int, gatys_steps: int,
-    device: str | torch.device = "cpu",
-) -> list[Comparison]:
-    """Score each bundled net and a Gatys result on each photo under one loss network.
-
-    Both stylise the photo at long side ``size`` with the painting at the same size; Gatys runs
-    ``gatys_steps`` L-BFGS steps with its default weights: the Gatys result the book shows.
-    """
-    loss = PerceptualLoss().to(device)
-    rows = []
-    for style_name in styles:
-        net = load(style_name, device)
-        style = load_image(style_name, size, device=device)
-        for photo_name in photos:
-            photo = load_image(photo_name, size, device=device)
-            started = time.perf_counter()
-            painted = fast.stylize(net, photo)
-            fast_seconds = time.perf_counter() - started
-            optimised = gatys.stylize(photo, style, steps=gatys_steps, progress=False)
-            rows.append(Comparison(
-                style_name, photo_name, perceptual_errors(painted, photo, style, loss),
-                perceptual_errors(optimised.image, photo, style, loss), fast_seconds,
-                optimised.seconds,
-            ))
-    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -83,15 +83,6 @@ def test_readers_without_the_collection_train_on_the_book_photos(
     assert "training on the book's 10 content photos" in capsys.readouterr().out
 
 
-def test_comparison_scores_both_methods_with_one_loss(mirror: Path) -> None:
-    (row,) = bundled.compare_with_gatys(["starry_night"], ["tubingen"], size=32, gatys_steps=3)
-    assert (row.style, row.photo) == ("starry_night", "tubingen")
-    for scores in (row.fast, row.gatys):
-        assert scores.keys() == {"content", "style"}
-        assert all(0 < value < 2 for value in scores.values())
-    assert row.fast_seconds > 0 and row.gatys_seconds > row.fast_seconds
-
-
 def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tiny.safetensors"
