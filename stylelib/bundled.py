@@ -104,7 +104,7 @@ def paintings_for_training() -> list[Path]:
     """The collection's paintings when a mirror holds them, else the book's style images
     without :data:`HELD_OUT_STYLES`, so those stay unseen either way."""
     return _or_book_images(training_paintings, "style/", "style images",
-                           "For a decoder that generalises, pass thousands, e.g. WikiArt.",
+                           "For a model that generalises, pass thousands, e.g. WikiArt.",
                            HELD_OUT_STYLES)
 
 
