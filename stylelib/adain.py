@@ -429,6 +429,7 @@ def train_decoder(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 200,
     seed: int = 0,
+    start_from: str | Path | None = None,
     progress: bool = True,
     preview: tuple[torch.Tensor, torch.Tensor] | None = None,
     preview_every: int = 50,
@@ -442,8 +443,11 @@ def train_decoder(
     long side images are resized to before cropping. The learning rate warms up over ``warmup``
     steps. With ``checkpoint``, the decoder and Adam's state are saved every
     ``checkpoint_every`` steps and resumed on the next call, ending bit for bit where an
-    uninterrupted run would. ``preview`` (content, style) is stylised every ``preview_every``
-    steps and at the end; ``callback(step, losses, decoder)`` runs after each step.
+    uninterrupted run would. ``start_from`` (a decoder's weights file) trains that decoder
+    further instead of random weights, e.g. with another style weight (a fresh optimiser; pick a
+    new ``seed`` so the crops differ). ``preview`` (content, style) is stylised every
+    ``preview_every`` steps and at the end; ``callback(step, losses, decoder)`` runs after each
+    step.
     """
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("checkpoint_every", checkpoint_every), ("preview_every", preview_every)):
@@ -462,9 +466,12 @@ def train_decoder(
     painting_list = photo_files(paintings, "paintings")
     dev = pick_device(device)
     encoder = FeatureExtractor(ENCODER_LAYERS, backbone).to(dev)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        decoder = Decoder().to(dev)
+    if start_from is not None:
+        decoder = load_decoder(start_from).to(dev)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            decoder = Decoder().to(dev)
     decoder.card = {"backbone": encoder.backbone}
     model = AdaIN(decoder, encoder)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
@@ -472,6 +479,7 @@ def train_decoder(
         "batch_size": batch_size, "size": size, "scale": scale, "content_weight": content_weight,
         "style_weight": style_weight, "lr": lr, "warmup": warmup, "seed": seed,
         "backbone": encoder.backbone, "photos": len(photo_list), "paintings": len(painting_list),
+        "start_from": None if start_from is None else Path(start_from).name,
     }
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
                 checkpoint_every, settings, KIND, preview_every, progress)
@@ -601,17 +609,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--style-weight", type=float, default=10.0)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0, help="crop order and initial weights")
+    parser.add_argument("--start-from", type=Path, default=None,
+                        help="decoder weights file to train further (its card is carried over)")
     parser.add_argument("--backbone", default="vgg16-hed")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
     args = parser.parse_args(argv)
     out: Path = args.out or weights_path()
     photos, paintings = bundled.training_photos(), bundled.training_paintings()
+    earlier = load_decoder(args.start_from).card if args.start_from else {}
     result = train_decoder(
         photos, paintings, steps=args.steps, batch_size=args.batch_size, size=args.size,
         scale=args.scale, style_weight=args.style_weight, lr=args.lr, backbone=args.backbone,
         device=args.device, checkpoint=out.with_name(f"{out.stem}.checkpoint.safetensors"),
-        seed=args.seed,
+        seed=args.seed, start_from=args.start_from,
     )
     card = {
         "model": "AdaIN decoder (Huang & Belongie 2017; stylelib.adain.Decoder), fp16",
@@ -623,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"resized to {args.scale} px",
         **checkpoints.run_fields(
             result, f"batch {args.batch_size} photo-painting pairs, lr {args.lr} (warm-up "
-            f"100), content weight 1, style weight {args.style_weight}", {}, args.device),
+            f"100), content weight 1, style weight {args.style_weight}", earlier, args.device),
         "losses": json.dumps(final_losses(result.history, ("content", "style")))
                   + " (content: MSE at relu4_1; style: mean/std error over relu1_1-relu4_1; "
                   "mean of the last 50 steps)",

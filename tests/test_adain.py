@@ -304,6 +304,19 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(runs: Runs) -> None:
         torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
 
 
+def test_training_can_start_from_saved_weights(runs: Runs, photos: list[Path],
+                                               paintings: list[Path], tmp_path: Path) -> None:
+    saved = save_decoder(runs.whole.net, tmp_path / "first.safetensors", {"phase": "one"})
+    again = train_decoder(photos, paintings, steps=1, batch_size=2, size=24, backbone=HED,
+                          progress=False, start_from=saved, lr=1e-12, warmup=0)
+    for name, value in runs.whole.net.state_dict().items():
+        torch.testing.assert_close(again.net.state_dict()[name], value.half().float(),
+                                   rtol=0, atol=1e-6, msg=name)
+    with pytest.raises(StylelibError, match="No weights file at"):
+        train_decoder(photos, paintings, steps=1, size=24, backbone=HED,
+                      start_from=tmp_path / "none.safetensors")
+
+
 def test_paintings_must_be_there(photos: list[Path], tmp_path: Path) -> None:
     with pytest.raises(StylelibError, match="No paintings to train on"):
         train_decoder(photos, tmp_path, steps=1)
