@@ -277,21 +277,40 @@ class AdaIN(nn.Module):
 
     def training_loss(
         self, content: torch.Tensor, style: torch.Tensor, content_weight: float = 1.0,
-        style_weight: float = 10.0,
-    ) -> LossTerms:
+        style_weight: float = 10.0, identity_weight: float = 0.0,
+    ) -> DecoderTerms:
         """The paper's loss on a batch of photo-painting pairs: the decoded AdaIN target,
         encoded again, should give the target back at relu4_1 (content, mean squared error)
-        and the painting's means and standard deviations at relu1_1 … relu4_1 (style)."""
+        and the painting's means and standard deviations at relu1_1 … relu4_1 (style).
+
+        ``identity_weight`` adds an identity term (Park & Lee 2019): the photos' own features,
+        decoded, should give the photos back (pixel mean squared error). The paper has none; it
+        teaches a briefly trained decoder to invert the encoder, colours included, much sooner.
+        """
         with torch.no_grad():
             style_features = self.encode(style)
-            target = adain(self.encode(content)[DEEPEST], style_features[DEEPEST])
+            content_features = self.encode(content)[DEEPEST]
+            target = adain(content_features, style_features[DEEPEST])
         features = self.encode(self.decoder(target))
         content_term = F.mse_loss(features[DEEPEST], target)
         style_term = torch.stack(
             [mean_std_loss(features[layer], style_features[layer]) for layer in ENCODER_LAYERS]
         ).sum()
-        total = content_weight * content_term + style_weight * style_term
-        return LossTerms(total, content_term, style_term, total.new_zeros(()))
+        identity_term = content_term.new_zeros(())
+        if identity_weight > 0:
+            height, width = content.shape[-2:]
+            rebuilt = self.decoder(content_features)[..., :height, :width]
+            identity_term = F.mse_loss(rebuilt, content)
+        total = (content_weight * content_term + style_weight * style_term
+                 + identity_weight * identity_term)
+        return DecoderTerms(total, content_term, style_term, total.new_zeros(()), identity_term)
+
+
+@dataclass
+class DecoderTerms(LossTerms):
+    """The decoder's training terms: the paper's, plus the optional identity term."""
+
+    identity: torch.Tensor
 
 
 def _on(weight: float | torch.Tensor, device: torch.device) -> float | torch.Tensor:
@@ -422,6 +441,7 @@ def train_decoder(
     scale: int | None = None,
     content_weight: float = 1.0,
     style_weight: float = 10.0,
+    identity_weight: float = 0.0,
     lr: float = 1e-4,
     warmup: int = 100,
     backbone: str | None = None,
@@ -458,6 +478,7 @@ def train_decoder(
     check_number(lr, "lr", strict=True)
     check_number(content_weight, "content_weight")
     check_number(style_weight, "style_weight")
+    check_number(identity_weight, "identity_weight")
     check_int(seed, "seed", minimum=0)
     if preview is not None:
         preview = (check_image(preview[0], "preview content"),
@@ -477,7 +498,8 @@ def train_decoder(
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
     settings: dict[str, object] = {
         "batch_size": batch_size, "size": size, "scale": scale, "content_weight": content_weight,
-        "style_weight": style_weight, "lr": lr, "warmup": warmup, "seed": seed,
+        "style_weight": style_weight, "identity_weight": identity_weight, "lr": lr,
+        "warmup": warmup, "seed": seed,
         "backbone": encoder.backbone, "photos": len(photo_list), "paintings": len(painting_list),
         "start_from": None if start_from is None else Path(start_from).name,
     }
@@ -493,7 +515,7 @@ def train_decoder(
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         terms = model.training_loss(batch[0].to(dev), batch[1].to(dev), content_weight,
-                                    style_weight)
+                                    style_weight, identity_weight)
         return terms.total, terms.as_floats()
 
     shown = preview
@@ -607,6 +629,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="long side images are resized to before cropping (256)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--style-weight", type=float, default=10.0)
+    parser.add_argument("--identity-weight", type=float, default=0.0,
+                        help="weight of the pixel identity term (0: the paper's loss)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0, help="crop order and initial weights")
     parser.add_argument("--start-from", type=Path, default=None,
@@ -620,7 +644,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     earlier = load_decoder(args.start_from).card if args.start_from else {}
     result = train_decoder(
         photos, paintings, steps=args.steps, batch_size=args.batch_size, size=args.size,
-        scale=args.scale, style_weight=args.style_weight, lr=args.lr, backbone=args.backbone,
+        scale=args.scale, style_weight=args.style_weight,
+        identity_weight=args.identity_weight, lr=args.lr, backbone=args.backbone,
         device=args.device, checkpoint=out.with_name(f"{out.stem}.checkpoint.safetensors"),
         seed=args.seed, start_from=args.start_from,
     )
@@ -634,10 +659,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"resized to {args.scale} px",
         **checkpoints.run_fields(
             result, f"batch {args.batch_size} photo-painting pairs, lr {args.lr} (warm-up "
-            f"100), content weight 1, style weight {args.style_weight}", earlier, args.device),
-        "losses": json.dumps(final_losses(result.history, ("content", "style")))
+            f"100), content weight 1, style weight {args.style_weight}"
+            + (f", identity weight {args.identity_weight}" if args.identity_weight else ""),
+            earlier, args.device),
+        "losses": json.dumps(final_losses(
+            result.history, ("content", "style", "identity")[:3 if args.identity_weight else 2]))
                   + " (content: MSE at relu4_1; style: mean/std error over relu1_1-relu4_1; "
-                  "mean of the last 50 steps)",
+                  "identity: pixel MSE of the rebuilt photos; mean of the last 50 steps)",
         "licence": "weights: MIT, like the code",
     }
     checkpoints.publish(save_decoder(result.net, out, card), card)

@@ -317,6 +317,17 @@ def test_training_can_start_from_saved_weights(runs: Runs, photos: list[Path],
                       start_from=tmp_path / "none.safetensors")
 
 
+def test_identity_term_rebuilds_the_photos_and_joins_the_total(
+        model: AdaIN, photo: torch.Tensor, painting: torch.Tensor) -> None:
+    batch = photo[..., :24, :24]
+    plain = model.training_loss(batch, painting).as_floats()
+    both = model.training_loss(batch, painting, identity_weight=100.0).as_floats()
+    assert plain["identity"] == 0 and both["identity"] > 0
+    assert both["content"] == pytest.approx(plain["content"])
+    assert both["total"] == pytest.approx(plain["total"] + 100 * both["identity"])
+    assert both.keys() == {"total", "content", "style", "tv", "identity"}
+
+
 def test_paintings_must_be_there(photos: list[Path], tmp_path: Path) -> None:
     with pytest.raises(StylelibError, match="No paintings to train on"):
         train_decoder(photos, tmp_path, steps=1)
