@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import pickle
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from stylelib import assets, checkpoints
 from stylelib.backbones import CHANNELS, FeatureExtractor
 from stylelib.checkpoints import Plan, TrainResult, WeightKind, final_losses, fit
 from stylelib.colour import match_colour
-from stylelib.errors import AssetError, StylelibError, check_int, check_number
+from stylelib.errors import AssetError, StylelibError, check_int, check_number, command
 from stylelib.fast import PhotoCrops, photo_files
 from stylelib.files import StateDict
 from stylelib.images import check_image, check_size, pad_to_multiple
@@ -672,4 +673,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command(main))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 from stylelib import assets, fast
 from stylelib.backbones import default_backbone
 from stylelib.checkpoints import final_losses, publish, run_fields
-from stylelib.errors import StylelibError
+from stylelib.errors import StylelibError, command
 from stylelib.images import load_image
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -161,4 +162,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command(main))

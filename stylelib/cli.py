@@ -8,7 +8,6 @@ stderr (exit status 2) and no output file.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 
 from stylelib import adain, bench, bundled, fast, gatys
-from stylelib.errors import StylelibError
+from stylelib.errors import StylelibError, command
 from stylelib.images import check_output, load_image, save_image
 from stylelib.profiles import pick_device
 
@@ -154,9 +153,4 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; bad input prints one ``error:`` line and returns 2."""
     args = parser().parse_args(argv)
-    try:
-        args.run(args)
-    except (StylelibError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return command(lambda: args.run(args))

@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import socket
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
@@ -60,7 +61,7 @@ from stylelib.checkpoints import (
     run_fields,
     save_weights,
 )
-from stylelib.errors import StylelibError, check_int, check_number
+from stylelib.errors import StylelibError, check_int, check_number, command
 from stylelib.fast import PhotoCrops, photo_files
 from stylelib.images import check_image, check_size
 from stylelib.profiles import pick_device
@@ -728,4 +729,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(command(main))

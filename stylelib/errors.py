@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable
 
 
 class StylelibError(Exception):
@@ -36,3 +38,14 @@ def check_number(value: float, name: str, minimum: float = 0.0, *, strict: bool 
         bound = f"{'>' if strict else '>='} {minimum:g}"
         raise StylelibError(f"{name} must be a finite number {bound}, got {value!r}.")
     return value
+
+
+def command(run: Callable[[], object]) -> int:
+    """Run a command-line entry point: bad input (a StylelibError or ValueError) ends it with
+    one ``error:`` line on stderr and exit status 2 instead of a traceback."""
+    try:
+        run()
+    except (StylelibError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -442,3 +444,16 @@ def test_training_into_a_missing_folder_fails_before_training(mirror: Path, tmp_
     with pytest.raises(StylelibError, match=r"Folder .*nowhere does not exist"):
         adain_module.main(["--steps", "2", "--size", "32", "--out", str(out)])
     assert not out.parent.exists()
+
+
+def test_training_command_reports_bad_input_in_one_line(mirror: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "stylelib.adain", "--steps", "1", "--size", "32",
+         "--start-from", str(tmp_path / "gone.safetensors"),
+         "--out", str(tmp_path / "decoder.safetensors")],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: No weights file at {tmp_path / 'gone.safetensors'}: check the path."]
+    assert not (tmp_path / "decoder.safetensors").exists()
