@@ -10,11 +10,12 @@ the photo, Gram style error and mean/std style error to the painting, and SSIM t
 
 from __future__ import annotations
 
+import ctypes
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import psutil
@@ -133,13 +134,20 @@ def methods(profile: Profile | None = None) -> dict[str, Method]:
     return {m.name: m for m in (_gatys(chosen), _fast(), _adain(), _magenta(), _sdedit(chosen))}
 
 
+def _return_freed_memory() -> None:
+    """Ask glibc to hand freed heap memory back to the system, so that memory an earlier image
+    freed but the allocator kept does not hide what the next one needs (no-op elsewhere)."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 @contextmanager
 def peak_memory(device: torch.device) -> Iterator[list[float]]:
     """Measure the most memory in use beyond what was in use on entry, in MB.
 
     On CUDA, the allocator's peak; on the CPU, the process's resident memory sampled every
-    millisecond in a thread (an estimate that can miss spikes shorter than that). The value is
-    appended to the yielded list on exit.
+    millisecond in a thread, after returning freed memory to the system (an estimate that can
+    miss spikes shorter than a millisecond). The value is appended to the yielded list on exit.
     """
     result: list[float] = []
     if device.type == "cuda":
@@ -150,6 +158,7 @@ def peak_memory(device: torch.device) -> Iterator[list[float]]:
         torch.cuda.synchronize(device)
         result.append((torch.cuda.max_memory_allocated(device) - base) / 1e6)
         return
+    _return_freed_memory()
     process = psutil.Process()
     base = process.memory_info().rss
     peak = [base]
@@ -285,8 +294,9 @@ def table(measured: Comparison, device: str | torch.device,
 
 def grid(measured: Comparison, photos: Sequence[str], paintings: Sequence[str]
          ) -> tuple[list[torch.Tensor], list[str]]:
-    """Images and titles for :func:`stylelib.show` with one row per pair and one column per
-    method; a method that cannot paint a pair gets a blank cell."""
+    """Images and titles for :func:`stylelib.show` with one row per pair (paintings in the
+    outer loop, photos in the inner) and one column per method, titled with the method's name;
+    a method that cannot paint a pair gets a blank cell titled "none"."""
     names = list(measured.methods)
     found = {(r.method, r.photo, r.painting): r.image for r in measured.results}
     blank = torch.ones_like(measured.results[0].image)
@@ -296,6 +306,5 @@ def grid(measured: Comparison, photos: Sequence[str], paintings: Sequence[str]
             for name in names:
                 image = found.get((name, photo, painting))
                 images.append(blank if image is None else image)
-                titles.append(f"{name}: {photo} / {painting}" if image is not None
-                              else f"{name}: cannot paint {painting}")
+                titles.append(name if image is not None else f"{name}: none")
     return images, titles
