@@ -87,6 +87,10 @@ async ([errorTexts, colabPrefix]) => {
       if (at >= 0) outputErrors.push(text.slice(Math.max(0, at - 60), at + 120).trim());
     }
   });
+  // A generated Markdown table that was not rendered shows its delimiter row as text.
+  const rawTables = [...document.querySelectorAll(".cell_output")]
+    .map((o) => o.innerText).filter((t) => /\\|\\s*(-{3,}|\u2014)\\s*\\|/.test(t))
+    .map((t) => t.slice(0, 160));
   const errorBlocks = [...document.querySelectorAll(".output.stderr, .output.traceback")].map(
     (b) => b.className + ": " + b.innerText.slice(0, 200));
   // Internal links: no scheme (http:, mailto:, javascript: ...), not protocol-relative, not #.
@@ -102,7 +106,7 @@ async ([errorTexts, colabPrefix]) => {
   const badgeFirst = inArticle.length > 0 && (!firstCell ||
     (inArticle[0].compareDocumentPosition(firstCell) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0);
   return {
-    hasArticle: !!article, title, images, outputErrors, errorBlocks, links,
+    hasArticle: !!article, title, images, outputErrors, rawTables, errorBlocks, links,
     badges: inArticle.map((a) => a.getAttribute("href")),
     launch: colab.filter((a) => !inArticle.includes(a)).map((a) => a.getAttribute("href")),
     badgeFirst,
@@ -164,6 +168,8 @@ class PageReport:
     has_article: bool = False
     images: list[dict[str, Any]] = field(default_factory=list)
     output_errors: list[str] = field(default_factory=list)
+    raw_tables: list[str] = field(default_factory=list)
+    """Cell outputs showing Markdown table syntax as text instead of a rendered table."""
     error_blocks: list[str] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
     badges: list[str] = field(default_factory=list)
@@ -215,6 +221,7 @@ def visit(browser: Browser, base: str, page_name: str) -> PageReport:
         report.title = data["title"]
         report.images = data["images"]
         report.output_errors = data["outputErrors"]
+        report.raw_tables = data["rawTables"]
         report.error_blocks = data["errorBlocks"]
         report.links = [(href, url) for href, url in data["links"]]
         report.badges = data["badges"]
@@ -409,6 +416,15 @@ def test_cell_outputs_show_no_errors(page: str, report_of: Callable[[str], PageR
     found += [f"text {text!r}" for text in report.output_errors]
     if found:
         fail(page, "errors in the cell outputs (stderr/traceback blocks or error text)", found)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_generated_tables_are_rendered(page: str, report_of: Callable[[str], PageReport]) -> None:
+    report = report_of(page)
+    report.require_loaded()
+    if report.raw_tables:
+        fail(page, "Markdown tables printed by cells show as text, not as tables",
+             report.raw_tables)
 
 
 @pytest.mark.parametrize("page", PAGES)
