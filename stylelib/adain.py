@@ -624,21 +624,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         description="Train an AdaIN decoder on the book's photo and painting collection.",
         epilog="example: python -m stylelib.adain --steps 3000 --size 128",
     )
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--size", type=int, default=128, help="crop side (128)")
-    parser.add_argument("--scale", type=int, default=256,
-                        help="long side images are resized to before cropping (256)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    checkpoints.add_training_arguments(parser, steps=3000, size=128, batch_size=8, lr=5e-4,
+                                       what="decoder")
     parser.add_argument("--style-weight", type=float, default=10.0)
     parser.add_argument("--identity-weight", type=float, default=0.0,
                         help="weight of the pixel identity term (0: the paper's loss)")
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0, help="crop order and initial weights")
-    parser.add_argument("--start-from", type=Path, default=None,
-                        help="decoder weights file to train further (its card is carried over)")
     parser.add_argument("--backbone", default="vgg16-hed")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
     args = parser.parse_args(argv)
     out: Path = args.out or weights_path()
     photos, paintings = bundled.training_photos(), bundled.training_paintings()

@@ -19,7 +19,7 @@ import torch
 
 from stylelib import assets, fast
 from stylelib.backbones import default_backbone
-from stylelib.checkpoints import final_losses, publish, run_fields
+from stylelib.checkpoints import add_training_arguments, final_losses, publish, run_fields
 from stylelib.errors import StylelibError, command
 from stylelib.images import load_image
 
@@ -117,19 +117,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         epilog="example: python -m stylelib.bundled starry_night --steps 2000",
     )
     parser.add_argument("style", help="style image asset name, e.g. starry_night")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=128, help="crop side (128)")
-    parser.add_argument("--scale", type=int, default=256,
-                        help="long side photos are resized to before cropping (256)")
+    add_training_arguments(parser, steps=2000, size=128, batch_size=4, lr=1e-3,
+                           what="network")
     parser.add_argument("--style-size", type=int, default=256, help="style image long side")
-    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--style-weight", type=float, default=10.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0, help="crop order and initial weights")
-    parser.add_argument("--start-from", type=Path, default=None,
-                        help="weights file to train further (its card is carried over)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
     args = parser.parse_args(argv)
     out = args.out or weights_path(args.style)
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")

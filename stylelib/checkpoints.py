@@ -7,6 +7,7 @@ loop that saves one every few steps and, called again, resumes it bit for bit.
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import math
@@ -95,6 +96,24 @@ def save_weights(net: nn.Module, path: str | Path, card: Mapping[str, str]) -> P
         )
     save_safetensors(state, target, dict(card))
     return target
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size: int,
+                           batch_size: int, lr: float, what: str) -> None:
+    """The options every training command shares (``python -m stylelib.bundled|adain|
+    diffusion``), each with that command's defaults; ``what`` names the network trained."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--size", type=int, default=size, help=f"crop side ({size})")
+    parser.add_argument("--scale", type=int, default=256,
+                        help="long side images are resized to before cropping (256)")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="crop order, noise and initial weights (0)")
+    parser.add_argument("--start-from", type=Path, default=None,
+                        help=f"{what} weights file to train further (its card is carried over)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
 
 
 def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],

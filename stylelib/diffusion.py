@@ -53,6 +53,7 @@ from stylelib.checkpoints import (
     Plan,
     TrainResult,
     WeightKind,
+    add_training_arguments,
     final_losses,
     fit,
     load_state,
@@ -677,17 +678,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("painting", nargs="?", default=PRIOR_PAINTING,
                         help=f"painting asset name ({PRIOR_PAINTING})")
-    parser.add_argument("--steps", type=int, default=PRIOR_STEPS)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--size", type=int, default=32, help="crop side (32)")
-    parser.add_argument("--scale", type=int, default=256,
-                        help="long side the painting is resized to before cropping (256)")
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--seed", type=int, default=0, help="crops, noise and initial weights")
-    parser.add_argument("--start-from", type=Path, default=None,
-                        help="prior weights file to train further (its card is carried over)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
+    add_training_arguments(parser, steps=PRIOR_STEPS, size=32, batch_size=32, lr=2e-4,
+                           what="prior")
     parser.add_argument("--channels", default=",".join(map(str, PRIOR_CHANNELS)),
                         help=argparse.SUPPRESS)  # UNet widths; tests train a tiny one
     args = parser.parse_args(argv)
