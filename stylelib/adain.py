@@ -37,7 +37,7 @@ from stylelib.fast import PhotoCrops, photo_files
 from stylelib.files import StateDict
 from stylelib.images import check_image, check_size, pad_to_multiple
 from stylelib.losses import LossTerms, mean_std, mean_std_loss
-from stylelib.profiles import pick_device
+from stylelib.profiles import pick_device, seeded
 
 ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 """The layers the style loss reads; the deepest one is where AdaIN happens."""
@@ -488,12 +488,8 @@ def train_decoder(
     painting_list = photo_files(paintings, "paintings")
     dev = pick_device(device)
     encoder = FeatureExtractor(ENCODER_LAYERS, backbone).to(dev)
-    if start_from is not None:
-        decoder = load_decoder(start_from).to(dev)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            decoder = Decoder().to(dev)
+    decoder = (load_decoder(start_from) if start_from is not None
+               else seeded(Decoder, seed)).to(dev)
     decoder.card = {"backbone": encoder.backbone}
     model = AdaIN(decoder, encoder)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)

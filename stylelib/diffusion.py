@@ -65,7 +65,7 @@ from stylelib.checkpoints import (
 from stylelib.errors import StylelibError, check_int, check_number, command
 from stylelib.fast import PhotoCrops, photo_files
 from stylelib.images import check_image, check_size
-from stylelib.profiles import pick_device
+from stylelib.profiles import pick_device, seeded
 
 Scheduler = DDPMScheduler | DDIMScheduler
 """The diffusers schedulers the SDEdit loop is written for (``add_noise`` + ``step``)."""
@@ -422,9 +422,7 @@ def train_prior(
     files = photo_files(paintings)
     dev = pick_device(device)
     if prior is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            prior = PaintingPrior()
+        prior = seeded(PaintingPrior, seed)
     _check_side(size, prior)
     net = prior.to(dev)
     unet_config, schedule_config = _config_json(net)
@@ -692,10 +690,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         prior = load_prior(args.start_from, "cpu")
         earlier = prior.card
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(args.seed)
-            prior = PaintingPrior(prior_unet(channels, 2, args.size,
-                                             math.gcd(32, *channels)))
+        prior = seeded(lambda: PaintingPrior(prior_unet(channels, 2, args.size,
+                                                        math.gcd(32, *channels))), args.seed)
     result = train_prior(
         [assets.fetch(args.painting)], steps=args.steps, prior=prior, size=args.size,
         scale=args.scale, batch_size=args.batch_size, lr=args.lr, device=args.device,

@@ -32,7 +32,7 @@ from stylelib.images import (
     resize,
 )
 from stylelib.losses import PerceptualLoss
-from stylelib.profiles import pick_device
+from stylelib.profiles import pick_device, seeded
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -283,12 +283,8 @@ def train(
         backbone=backbone,
     ).to(dev)
     loss.set_style(style.to(dev))
-    if start_from is not None:
-        net = load_weights(start_from).to(dev)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = TransformerNet().to(dev)
+    net = (load_weights(start_from) if start_from is not None
+           else seeded(TransformerNet, seed)).to(dev)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     settings: dict[str, object] = {
         "batch_size": batch_size, "size": size, "scale": scale, "content_weight": content_weight,

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from stylelib import assets
 from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.fast import PhotoCrops, photo_files
-from stylelib.profiles import pick_device
+from stylelib.profiles import pick_device, seeded
 
 SIDE = 32
 """Side, in pixels, of the square RGB images both networks work on."""
@@ -357,9 +357,8 @@ def train(
     if len(betas) != 2 or not all(0 <= check_number(b, "betas") < 1 for b in betas):
         raise StylelibError(f"betas must be two numbers in [0, 1), got {betas!r}.")
     dev = pick_device(str(device) if device is not None else None)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        generator, discriminator = Generator(latent, width).to(dev), Discriminator(width).to(dev)
+    generator, discriminator = seeded(
+        lambda: (Generator(latent, width).to(dev), Discriminator(width).to(dev)), seed)
     g_optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
     rng = torch.Generator().manual_seed(seed)

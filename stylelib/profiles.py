@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import platform
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+T = TypeVar("T")
 PROFILE_ENV = "STYLELIB_PROFILE"
 DEVICE_ENV = "STYLELIB_DEVICE"
 
@@ -89,6 +92,14 @@ def device_name(device: torch.device) -> str:
     threads = torch.get_num_threads()
     return (f"CPU ({platform.processor() or platform.machine()}, {threads} "
             f"thread{'s' if threads != 1 else ''})")
+
+
+def seeded(build: Callable[[], T], seed: int) -> T:
+    """``build()`` with the random generator seeded by ``seed`` and restored afterwards: a
+    network's initial weights then depend on ``seed`` alone, whatever ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def seed_everything(seed: int) -> None:
