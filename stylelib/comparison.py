@@ -103,7 +103,7 @@ def _magenta() -> Method:
         def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
             return stylizer(photo, painting)
 
-        return paint, magenta.weights_megabytes()
+        return paint, stylizer.megabytes
 
     return Method("magenta", "Magenta arbitrary network (pretrained, int8)",
                   "none here: downloaded pretrained", None, load)

