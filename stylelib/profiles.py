@@ -43,17 +43,19 @@ class Profile:
     """Crop side, in pixels, of those demos' training images."""
     gan_steps: int
     """Training steps of chapter 1's small GAN (batches of 64 images of 32 x 32 pixels)."""
+    gan_crops: int
+    """Painting crops in that GAN's fixed training set."""
     denoise_steps: int
     """DDIM steps of a full denoising run (SDEdit at strength s runs ``int(steps * s)``)."""
     description: str
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32, 20, 10,
+    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32, 20, 256, 10,
                      "CI and smoke tests: tiny images, a few steps"),
-    "book": Profile("book", 256, 100, 512, 128, 5, 150, 128, 2000, 25,
+    "book": Profile("book", 256, 100, 512, 128, 5, 150, 128, 2000, 2048, 25,
                     "the CPU-built book: results that look right"),
-    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, 10000, 50,
+    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, 10000, 2048, 50,
                     "paper-like settings, for a GPU"),
 }
 

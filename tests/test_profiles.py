@@ -52,6 +52,7 @@ def test_profiles_grow_from_quick_to_full() -> None:
     for field in ("size", "steps", "large_size", "texture_size", "train_steps", "train_size",
                   "gan_steps", "denoise_steps"):
         assert getattr(quick, field) < getattr(book, field) < getattr(full, field), field
+    assert quick.gan_crops < book.gan_crops <= full.gan_crops
     for profile in PROFILES.values():
         assert profile.size >= 16 and profile.texture_size >= 16  # the backbone's minimum
         assert profile.large_size > profile.size
