@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         load_image(args.style, args.style_size), photos, steps=args.steps,
         batch_size=args.batch_size, size=args.size, scale=args.scale,
         style_weight=args.style_weight, lr=args.lr, device=args.device, checkpoint=checkpoint,
-        seed=args.seed, start_from=args.start_from,
+        seed=args.seed, start_from=args.start_from, minutes=args.minutes,
     )
     card = {
         "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",

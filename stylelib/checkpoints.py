@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm import tqdm
 
-from stylelib.errors import StylelibError
+from stylelib.errors import StylelibError, check_number
 from stylelib.files import StateDict, save_safetensors
 from stylelib.profiles import device_name, pick_device
 
@@ -112,6 +112,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size:
                         help="crop order, noise and initial weights (0)")
     parser.add_argument("--start-from", type=Path, default=None,
                         help=f"{what} weights file to train further (its card is carried over)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after this many minutes with a checkpoint; run the same "
+                             "command again to go on")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
 
@@ -235,6 +238,8 @@ class Plan:
     kind: WeightKind
     preview_every: int = 50
     progress: bool = True
+    minutes: float | None = None
+    """Stop after this many minutes of this call (at a step's end, saving a checkpoint)."""
 
 
 def fit(
@@ -253,8 +258,12 @@ def fit(
     to minimise and its parts as numbers. The learning rate rises linearly over the first
     ``plan.warmup`` steps: Adam's first step moves every weight by ``lr`` at once and overshoots.
     ``preview()`` runs without gradients every ``plan.preview_every`` steps and at the end;
-    ``callback(step, losses, net)`` after each step, ``step`` counting the steps done.
+    ``callback(step, losses, net)`` after each step, ``step`` counting the steps done. With
+    ``plan.minutes`` the call ends early once that much time has passed, with a checkpoint at
+    the step it reached, so the next call resumes there (a lent GPU's or Colab's time limit).
     """
+    if plan.minutes is not None:
+        check_number(plan.minutes, "minutes")
     path = plan.checkpoint
     if path is not None and not path.parent.is_dir():
         raise StylelibError(
@@ -284,14 +293,19 @@ def fit(
                 group["lr"] = plan.lr * min(1.0, (done + 1) / (plan.warmup + 1))
             optimizer.step()
             done += 1
-            if path is not None and (done % plan.checkpoint_every == 0 or done == plan.steps):
+            out_of_time = (plan.minutes is not None
+                           and time.perf_counter() - started >= plan.minutes * 60)
+            last = done == plan.steps or out_of_time
+            if path is not None and (done % plan.checkpoint_every == 0 or last):
                 elapsed = seconds + time.perf_counter() - started
                 save_checkpoint(path, net, optimizer, done, history, elapsed, plan.settings)
-            if preview is not None and (done % plan.preview_every == 0 or done == plan.steps):
+            if preview is not None and (done % plan.preview_every == 0 or last):
                 with torch.no_grad():
                     previews[done] = preview()
             bar.update()
             bar.set_postfix(loss=f"{float(total.detach()):.4g}")
             if callback is not None:
                 callback(done, losses, net)
+            if out_of_time:
+                break
     return TrainResult(net.eval(), history, seconds + time.perf_counter() - started, done, previews)

@@ -69,3 +69,19 @@ def match_colour(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     transform = _matrix_power(target_cov, 0.5) @ _matrix_power(source_cov, -0.5)
     pixels = transform @ (source.reshape(3, -1).double() - source_mean) + target_mean
     return pixels.reshape(source.shape).to(source.dtype).clamp(0, 1)
+
+
+def rotate_hue(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Turn every pixel's colour by ``degrees`` around the grey axis of RGB, clamped to [0, 1].
+
+    Greys stay grey and luminance barely changes, so a painting keeps its strokes and contrast
+    but gets a new palette: ``[..., 3, H, W]`` in, the same shape out.
+    """
+    angle = torch.tensor(degrees, dtype=torch.float64).deg2rad()
+    axis = torch.full((3,), 3 ** -0.5, dtype=torch.float64)
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]],
+                         dtype=torch.float64) * axis[0]
+    rotation = (angle.cos() * torch.eye(3, dtype=torch.float64) + angle.sin() * cross
+                + (1 - angle.cos()) * torch.outer(axis, axis))
+    turned = torch.einsum("ij,...jhw->...ihw", rotation.to(image), image)
+    return turned.clamp(0, 1)

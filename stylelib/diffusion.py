@@ -395,6 +395,7 @@ def train_prior(
     checkpoint_every: int = 200,
     seed: int = 0,
     progress: bool = True,
+    minutes: float | None = None,
     preview: int = 0,
     preview_every: int = 100,
     preview_steps: int = 25,
@@ -407,8 +408,10 @@ def train_prior(
     ``PaintingPrior()`` initialised from ``seed``. With ``checkpoint``, the state is saved every
     ``checkpoint_every`` steps and at the end, and an existing checkpoint resumes up to
     ``steps`` in total: crops, timesteps and noise depend only on ``(seed, step)``, so a resumed
-    run equals an uninterrupted one. ``preview`` > 0 draws that many samples from fixed noise
-    every ``preview_every`` steps and at the end. The learning rate rises over ``warmup`` steps.
+    run equals an uninterrupted one. ``minutes`` ends this call early once that much time has
+    passed, with a checkpoint at the step reached (pass ``checkpoint``; the same call again
+    goes on from there). ``preview`` > 0 draws that many samples from fixed noise every
+    ``preview_every`` steps and at the end. The learning rate rises over ``warmup`` steps.
     """
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("checkpoint_every", checkpoint_every), ("preview_every", preview_every),
@@ -432,7 +435,7 @@ def train_prior(
             "batch_size": batch_size, "size": size, "scale": scale, "lr": lr, "warmup": warmup,
             "seed": seed, "paintings": len(files), "unet": unet_config,
             "schedule": schedule_config,
-        }, KIND, preview_every, progress,
+        }, KIND, preview_every, progress, minutes,
     )
     crops = PhotoCrops(files, size, seed, scale)
 
@@ -695,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = train_prior(
         [assets.fetch(args.painting)], steps=args.steps, prior=prior, size=args.size,
         scale=args.scale, batch_size=args.batch_size, lr=args.lr, device=args.device,
-        checkpoint=checkpoint, checkpoint_every=250, seed=args.seed,
+        checkpoint=checkpoint, checkpoint_every=250, seed=args.seed, minutes=args.minutes,
     )
     config = result.net.unet.config
     parameters = sum(p.numel() for p in result.net.parameters())

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stylelib import checkpoints
 from stylelib.checkpoints import Plan, TrainResult, WeightKind, fit
+from stylelib.colour import rotate_hue
 from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.images import (
     MIN_SIDE,
@@ -175,15 +176,17 @@ class PhotoCrops(Dataset[torch.Tensor]):
     the same run seed. Each photo is first resized so its long side is ``scale`` (at least so
     its short side is ``size``), then cropped to ``size``: small crops of photos at the scale the
     network will later stylise give that scale's brush strokes at a fraction of the training
-    cost.
+    cost. With ``recolour``, each crop's hue is turned by a random angle
+    (:func:`~stylelib.colour.rotate_hue`): a few dozen paintings then show many palettes.
     """
 
     def __init__(self, files: Sequence[Path], size: int, seed: int | tuple[int, ...],
-                 scale: int | None = None) -> None:
+                 scale: int | None = None, *, recolour: bool = False) -> None:
         self.files = list(files)
         self.size = size
         self.seed = (seed,) if isinstance(seed, int) else seed
         self.scale = scale
+        self.recolour = recolour
 
     def __getitem__(self, k: int) -> torch.Tensor:
         """Crop number ``k``, a ``[3, size, size]`` tensor in [0, 1]."""
@@ -197,7 +200,8 @@ class PhotoCrops(Dataset[torch.Tensor]):
         rng = np.random.default_rng((*self.seed, 1, k))
         top = int(rng.integers(height - self.size + 1))
         left = int(rng.integers(width - self.size + 1))
-        return image[0, :, top:top + self.size, left:left + self.size]
+        crop = image[0, :, top:top + self.size, left:left + self.size]
+        return rotate_hue(crop, float(rng.uniform(0, 360))) if self.recolour else crop
 
 
 # --------------------------------------------------------------------------- weight files
@@ -242,6 +246,7 @@ def train(
     seed: int = 0,
     start_from: str | Path | None = None,
     progress: bool = True,
+    minutes: float | None = None,
     preview: torch.Tensor | None = None,
     preview_every: int = 50,
     callback: Callable[[int, dict[str, float], TransformerNet], None] | None = None,
@@ -261,8 +266,10 @@ def train(
     ``seed``, so the result equals an uninterrupted run's (bit for bit on one machine).
     ``start_from`` (a weights file) starts from a trained network instead of random weights, to
     train it further, e.g. with other loss weights (a fresh optimiser; pick a new ``seed`` so
-    the crops differ from the first run's). ``preview`` (an image) is stylised every
-    ``preview_every`` steps and at the end, to watch the network learn.
+    the crops differ from the first run's). ``minutes`` ends this call early once that much
+    time has passed, with a checkpoint at the step reached (pass ``checkpoint``; the same call
+    again goes on from there). ``preview`` (an image) is stylised every ``preview_every`` steps
+    and at the end, to watch the network learn.
     ``callback(step, losses, net)`` runs after each step; ``step`` counts the steps done.
     """
     for name, value in (("steps", steps), ("batch_size", batch_size),
@@ -293,7 +300,7 @@ def train(
         "start_from": None if start_from is None else Path(start_from).name,
     }
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
-                checkpoint_every, settings, KIND, preview_every, progress)
+                checkpoint_every, settings, KIND, preview_every, progress, minutes)
 
     def batches(done: int) -> DataLoader[torch.Tensor]:
         return DataLoader(PhotoCrops(files, size, seed, scale), batch_size=batch_size,

@@ -438,6 +438,19 @@ def test_training_command_writes_the_decoder_with_a_card(
     assert "2 Adam steps" in load_decoder(out).card["training"]
 
 
+def test_recoloured_training_says_so_and_resumes_only_recoloured(mirror: Path, tmp_path: Path
+                                                                 ) -> None:
+    """``--recolour`` is part of the card and of the checkpoint's settings: resuming the run
+    without it would mix two kinds of batches, so it is refused."""
+    out = tmp_path / "decoder.safetensors"
+    arguments = ["--steps", "1", "--batch-size", "1", "--size", "32", "--scale", "48",
+                 "--out", str(out)]
+    adain_module.main([*arguments, "--recolour"])
+    assert "painting hues turned at random" in load_decoder(out).card["training"]
+    with pytest.raises(StylelibError, match="recolour=True"):
+        adain_module.main(arguments)
+
+
 def test_training_into_a_missing_folder_fails_before_training(mirror: Path, tmp_path: Path
                                                                ) -> None:
     out = tmp_path / "nowhere" / "decoder.safetensors"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylelib.colour import luminance_only, match_luminance, rgb_to_yiq, to_luminance, yiq_to_rgb
+from stylelib.colour import (
+    luminance_only,
+    match_luminance,
+    rgb_to_yiq,
+    rotate_hue,
+    to_luminance,
+    yiq_to_rgb,
+)
 
 
 def seeded(*shape: int, seed: int = 0, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
@@ -68,3 +75,23 @@ def test_match_luminance_takes_the_contents_statistics() -> None:
     assert matched.mean().item() == pytest.approx(target.mean().item(), abs=1e-5)
     assert matched.std().item() == pytest.approx(target.std().item(), rel=1e-3)
     assert torch.equal(matched[:, 0], matched[:, 2])  # still a grey image
+
+
+def test_rotate_hue_cycles_the_primaries_and_keeps_greys() -> None:
+    """A third of a turn maps red to green to blue; greys lie on the axis and stay put."""
+    red, green, blue = (torch.eye(3)[i].view(1, 3, 1, 1) for i in range(3))
+    assert torch.allclose(rotate_hue(red, 120), green, atol=1e-6)
+    assert torch.allclose(rotate_hue(green, 120), blue, atol=1e-6)
+    grey = torch.full((1, 3, 4, 4), 0.37)
+    assert torch.allclose(rotate_hue(grey, 77.0), grey, atol=1e-6)
+
+
+def test_rotate_hue_changes_colours_not_brightness() -> None:
+    """A turned image has other colours (chrominance) but nearly the same mean brightness, and
+    a full turn gives the image back."""
+    image = seeded(1, 3, 16, 16, low=0.25, high=0.75)  # away from the clamp
+    turned = rotate_hue(image, 150)
+    assert (rgb_to_yiq(turned)[:, 1:] - rgb_to_yiq(image)[:, 1:]).abs().mean() > 0.05
+    assert float(turned.mean()) == pytest.approx(float(image.mean()), abs=1e-5)
+    assert torch.allclose(rotate_hue(image, 360), image, atol=1e-6)
+    assert rotate_hue(image[0], 30).shape == (3, 16, 16)

@@ -229,6 +229,23 @@ def test_finished_checkpoint_is_not_trained_again(runs: Runs, photos: list[Path]
     assert again.seconds == pytest.approx(runs.resumed.seconds, abs=1.0)
 
 
+def test_a_time_limit_stops_at_a_checkpoint_that_the_next_call_goes_on_from(
+        runs: Runs, photos: list[Path], painting: torch.Tensor, tmp_path: Path) -> None:
+    """``minutes=0`` is out of time after the first step: it saves step 1 (not a multiple of
+    checkpoint_every) and stops; the next call without a limit ends with the whole run's
+    weights."""
+    checkpoint = tmp_path / "timed.safetensors"
+    cut = train(painting, photos, checkpoint=checkpoint, minutes=0, **runs.settings)
+    assert cut.steps_done == 1 and len(cut.history) == 1
+    rest = train(painting, photos, checkpoint=checkpoint, **runs.settings)
+    assert rest.steps_done == 6
+    whole, resumed = runs.whole.net.state_dict(), rest.net.state_dict()
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
+    with pytest.raises(StylelibError, match="minutes must be a finite number >= 0"):
+        train(painting, photos, checkpoint=checkpoint, minutes=-1.0, **runs.settings)
+
+
 def test_resume_with_other_settings_is_refused(runs: Runs, photos: list[Path],
                                                painting: torch.Tensor) -> None:
     settings = {**runs.settings, "batch_size": 4}
@@ -399,3 +416,12 @@ def test_a_pickled_optimiser_state_is_never_run(runs: Runs, photos: list[Path],
     with pytest.raises(StylelibError, match="UnpicklingError"):
         train(painting, photos, checkpoint=checkpoint, **runs.settings)
     assert not marker.exists()
+
+
+def test_photo_crops_recolour_turns_hues_per_crop(photos: list[Path]) -> None:
+    """Recoloured crops are the same crops with their hue turned: same brightness per pixel
+    (up to clamping), other colours, and still fixed by (seed, k) so resuming sees them again."""
+    plain, turned = PhotoCrops(photos, 32, seed=0), PhotoCrops(photos, 32, seed=0, recolour=True)
+    assert torch.equal(turned[3], PhotoCrops(photos, 32, seed=0, recolour=True)[3])
+    assert not torch.allclose(turned[3], plain[3], atol=0.02)
+    assert (turned[3].mean(0) - plain[3].mean(0)).abs().mean() < 0.02
