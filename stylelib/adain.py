@@ -46,6 +46,10 @@ SCALE = 8
 """The encoder halves the size three times before relu4_1; the decoder doubles it three times."""
 KIND = WeightKind("AdaIN Decoder", "stylelib.adain.save_decoder", "load_decoder",
                   "stylelib.adain.train_decoder")
+PAINTING_REPEATS = 10
+"""With photographs among the training styles (``--photo-styles``), each painting stands this
+many times in the pool beside each photograph once: about a quarter of the style crops are
+paintings, the rest far more textures and palettes than the collection's 32 paintings hold."""
 ORIGINAL = "vgg19-normalised"
 """The backbone name of the paper's own encoder (:func:`load_original`)."""
 
@@ -637,13 +641,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="weight of the pixel identity term (0: the paper's loss)")
     parser.add_argument("--recolour", action="store_true",
                         help="turn each painting crop's hue by a random angle (more palettes)")
+    parser.add_argument("--photo-styles", action="store_true",
+                        help="take style crops from the photos too, beside the paintings "
+                             f"(each painting counted {PAINTING_REPEATS} times)")
     parser.add_argument("--backbone", default="vgg16-hed")
     args = parser.parse_args(argv)
     out: Path = args.out or weights_path()
     photos, paintings = bundled.training_photos(), bundled.training_paintings()
+    styles = paintings * PAINTING_REPEATS + photos if args.photo_styles else paintings
     earlier = load_decoder(args.start_from).card if args.start_from else {}
     result = train_decoder(
-        photos, paintings, steps=args.steps, batch_size=args.batch_size, size=args.size,
+        photos, styles, steps=args.steps, batch_size=args.batch_size, size=args.size,
         scale=args.scale, style_weight=args.style_weight,
         identity_weight=args.identity_weight, recolour=args.recolour, lr=args.lr,
         backbone=args.backbone, device=args.device,
@@ -656,13 +664,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "data": f"{len(photos)} photos of the book's training collection (ImageNet samples, "
                 "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
                 f"content photos, and its {len(paintings)} public-domain paintings (none of "
-                f"{', '.join(bundled.HELD_OUT_STYLES)}); random {args.size} px crops of images "
-                f"resized to {args.scale} px",
+                f"{', '.join(bundled.HELD_OUT_STYLES)})"
+                + (f"; style crops from the paintings (each counted {PAINTING_REPEATS} times) "
+                   "and the photos" if args.photo_styles else "")
+                + f"; random {args.size} px crops of images resized to {args.scale} px",
         **checkpoints.run_fields(
             result, f"batch {args.batch_size} photo-painting pairs, lr {args.lr} (warm-up "
             f"100), content weight 1, style weight {args.style_weight}"
             + (f", identity weight {args.identity_weight}" if args.identity_weight else "")
-            + (", painting hues turned at random" if args.recolour else ""),
+            + (", painting hues turned at random" if args.recolour else "")
+            + (", photos among the styles" if args.photo_styles else ""),
             earlier, args.device),
         "losses": json.dumps(final_losses(
             result.history, ("content", "style", "identity")[:3 if args.identity_weight else 2]))

@@ -438,15 +438,19 @@ def test_training_command_writes_the_decoder_with_a_card(
     assert "2 Adam steps" in load_decoder(out).card["training"]
 
 
-def test_recoloured_training_says_so_and_resumes_only_recoloured(mirror: Path, tmp_path: Path
-                                                                 ) -> None:
-    """``--recolour`` is part of the card and of the checkpoint's settings: resuming the run
-    without it would mix two kinds of batches, so it is refused."""
+def test_training_options_are_on_the_card_and_must_match_to_resume(mirror: Path,
+                                                                   tmp_path: Path) -> None:
+    """``--recolour`` and ``--photo-styles`` are named on the card and are part of the
+    checkpoint's settings: resuming without them would mix two kinds of batches, so it is
+    refused. ``--minutes 0`` stops after one of the three steps and publishes what it has."""
     out = tmp_path / "decoder.safetensors"
-    arguments = ["--steps", "1", "--batch-size", "1", "--size", "32", "--scale", "48",
+    arguments = ["--steps", "3", "--batch-size", "1", "--size", "32", "--scale", "48",
                  "--out", str(out)]
-    adain_module.main([*arguments, "--recolour"])
-    assert "painting hues turned at random" in load_decoder(out).card["training"]
+    adain_module.main([*arguments, "--recolour", "--photo-styles", "--minutes", "0"])
+    card = load_decoder(out).card
+    assert "1 Adam steps" in card["training"]
+    assert "painting hues turned at random, photos among the styles" in card["training"]
+    assert f"each counted {adain_module.PAINTING_REPEATS} times) and the photos" in card["data"]
     with pytest.raises(StylelibError, match="recolour=True"):
         adain_module.main(arguments)
 
