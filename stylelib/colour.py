@@ -74,8 +74,8 @@ def match_colour(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def rotate_hue(image: torch.Tensor, degrees: float) -> torch.Tensor:
     """Turn every pixel's colour by ``degrees`` around the grey axis of RGB, clamped to [0, 1].
 
-    Greys stay grey and luminance barely changes, so a painting keeps its strokes and contrast
-    but gets a new palette: ``[..., 3, H, W]`` in, the same shape out.
+    Greys stay grey and each pixel keeps the mean of its three channels, so a painting keeps its
+    strokes but gets a new palette: ``[..., 3, H, W]`` in, the same shape out.
     """
     angle = torch.tensor(degrees, dtype=torch.float64).deg2rad()
     axis = torch.full((3,), 3 ** -0.5, dtype=torch.float64)
