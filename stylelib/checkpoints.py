@@ -240,6 +240,15 @@ class Plan:
     progress: bool = True
     minutes: float | None = None
     """Stop after this many minutes of this call (at a step's end, saving a checkpoint)."""
+    cooldown: int = 0
+    """Over the last this many of ``steps`` the learning rate falls linearly towards 0."""
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step number ``step`` (counting from 1): warm-up, then ``lr``,
+        then the cool-down, which averages out the noise of the last constant-rate steps."""
+        warm = min(1.0, step / (self.warmup + 1))
+        cool = min(1.0, (self.steps - step + 1) / (self.cooldown + 1))
+        return self.lr * warm * cool
 
 
 def fit(
@@ -255,8 +264,9 @@ def fit(
     """Train ``net`` for ``plan.steps`` steps in all, resuming ``plan.checkpoint`` if it exists.
 
     ``batches(done)`` yields the batches from step ``done`` on; ``step(batch)`` returns the loss
-    to minimise and its parts as numbers. The learning rate rises linearly over the first
-    ``plan.warmup`` steps: Adam's first step moves every weight by ``lr`` at once and overshoots.
+    to minimise and its parts as numbers. The learning rate follows :meth:`Plan.lr_at`: it rises
+    over the first ``plan.warmup`` steps (Adam's first step moves every weight by ``lr`` at once
+    and overshoots) and falls over the last ``plan.cooldown``.
     ``preview()`` runs without gradients every ``plan.preview_every`` steps and at the end;
     ``callback(step, losses, net)`` after each step, ``step`` counting the steps done. With
     ``plan.minutes`` the call ends early once that much time has passed, with a checkpoint at
@@ -290,7 +300,7 @@ def fit(
                     "and train into a new checkpoint."
                 )
             for group in optimizer.param_groups:
-                group["lr"] = plan.lr * min(1.0, (done + 1) / (plan.warmup + 1))
+                group["lr"] = plan.lr_at(done + 1)
             optimizer.step()
             done += 1
             out_of_time = (plan.minutes is not None

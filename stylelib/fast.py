@@ -239,6 +239,8 @@ def train(
     tv_weight: float = 0.0,
     lr: float = 1e-3,
     warmup: int = 100,
+    cooldown: int = 0,
+    bf16: bool = False,
     backbone: str | None = None,
     device: str | None = None,
     checkpoint: str | Path | None = None,
@@ -259,7 +261,11 @@ def train(
     style relu1_1…relu5_1), not Johnson's relu2_2 content: the network then minimises the loss
     that Gatys optimisation minimises, so the two methods compare like with like. The learning
     rate rises linearly over the first ``warmup`` steps: Adam's first step moves every weight by
-    ``lr`` at once and overshoots (at 32 px the loss jumped from 5.7 to 169 without warm-up).
+    ``lr`` at once and overshoots (at 32 px the loss jumped from 5.7 to 169 without warm-up);
+    over the last ``cooldown`` steps it falls linearly towards 0, so the network ends at an
+    average of the noisy constant-rate steps rather than at one of them. ``bf16`` runs the
+    forward passes in bfloat16 autocast (about 1.6x faster on a CPU with AVX-512 BF16; the loss
+    changed by 0.1% and the gradient's direction by a cosine of 0.999 in a test step).
 
     With ``checkpoint``, the state is saved every ``checkpoint_every`` steps and at the end, and
     an existing checkpoint is resumed up to ``steps`` in total; weights and crops depend only on
@@ -276,6 +282,7 @@ def train(
                         ("checkpoint_every", checkpoint_every), ("preview_every", preview_every)):
         check_int(value, name)
     check_int(warmup, "warmup", minimum=0)
+    check_int(cooldown, "cooldown", minimum=0)
     check_size(size)
     check_size(scale, "scale")
     check_number(lr, "lr", strict=True)
@@ -296,11 +303,12 @@ def train(
     settings: dict[str, object] = {
         "batch_size": batch_size, "size": size, "scale": scale, "content_weight": content_weight,
         "style_weight": style_weight, "tv_weight": tv_weight, "lr": lr, "warmup": warmup,
-        "seed": seed, "backbone": loss.extractor.backbone, "photos": len(files),
+        "cooldown": cooldown, "bf16": bf16, "seed": seed, "backbone": loss.extractor.backbone,
+        "photos": len(files),
         "start_from": None if start_from is None else Path(start_from).name,
     }
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
-                checkpoint_every, settings, KIND, preview_every, progress, minutes)
+                checkpoint_every, settings, KIND, preview_every, progress, minutes, cooldown)
 
     def batches(done: int) -> DataLoader[torch.Tensor]:
         return DataLoader(PhotoCrops(files, size, seed, scale), batch_size=batch_size,
@@ -308,8 +316,9 @@ def train(
 
     def step(batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         batch = batch.to(dev)
-        loss.set_content(batch)
-        terms = loss(net(batch))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            loss.set_content(batch)
+            terms = loss(net(batch))
         return terms.total, terms.as_floats()
 
     shown = preview

@@ -22,8 +22,10 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
+from stylelib.checkpoints import Plan
 from stylelib.errors import ImageError, StylelibError
 from stylelib.fast import (
+    KIND,
     PhotoCrops,
     ResizeConv,
     TrainResult,
@@ -161,6 +163,23 @@ def test_training_reduces_the_loss(photos: list[Path], painting: torch.Tensor) -
     assert not torch.equal(result.previews[5], result.previews[12])
 
 
+def test_learning_rate_warms_up_then_cools_down() -> None:
+    plan = Plan(10, 1.0, 1, None, 5, {}, KIND, cooldown=4)
+    rates = [plan.lr_at(step) for step in range(1, 11)]
+    assert rates == pytest.approx([0.5, 1, 1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2])
+    assert Plan(3, 0.1, 0, None, 5, {}, KIND).lr_at(3) == pytest.approx(0.1)
+
+
+def test_bf16_training_follows_float32(photos: list[Path], painting: torch.Tensor) -> None:
+    """Autocast changes the numbers a little (it ran), not the loss the network learns from."""
+    runs = [train(painting, photos, steps=2, size=32, backbone=HED, progress=False, bf16=bf16)
+            for bf16 in (False, True)]
+    full, half = (run.history[0]["total"] for run in runs)
+    assert full != half
+    assert half == pytest.approx(full, rel=0.02)
+    assert all(p.dtype == torch.float32 for p in runs[1].net.parameters())
+
+
 @dataclass
 class Runs:
     """An uninterrupted 6-step run and one interrupted after step 4 and resumed."""
@@ -276,7 +295,8 @@ def test_missing_optimiser_state_is_a_clear_error(runs: Runs, photos: list[Path]
 
 @pytest.mark.parametrize(
     ("argument", "value"),
-    [("steps", 0), ("batch_size", 0), ("checkpoint_every", 1.5), ("warmup", -1), ("lr", 0.0),
+    [("steps", 0), ("batch_size", 0), ("checkpoint_every", 1.5), ("warmup", -1),
+     ("cooldown", -1), ("lr", 0.0),
      ("lr", float("nan")), ("seed", -1), ("size", 8)],
 )
 def test_train_validates_its_arguments(photos: list[Path], painting: torch.Tensor,
