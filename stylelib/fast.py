@@ -262,10 +262,10 @@ def train(
     that Gatys optimisation minimises, so the two methods compare like with like. The learning
     rate rises linearly over the first ``warmup`` steps: Adam's first step moves every weight by
     ``lr`` at once and overshoots (at 32 px the loss jumped from 5.7 to 169 without warm-up);
-    over the last ``cooldown`` steps it falls linearly towards 0, so the network ends at an
-    average of the noisy constant-rate steps rather than at one of them. ``bf16`` runs the
-    forward passes in bfloat16 autocast (about 1.6x faster on a CPU with AVX-512 BF16; the loss
-    changed by 0.1% and the gradient's direction by a cosine of 0.999 in a test step).
+    over the last ``cooldown`` steps it falls linearly towards 0, so the final steps are small
+    and average out the crop-to-crop noise instead of ending on one noisy step. ``bf16`` runs
+    the forward passes in bfloat16 autocast (1.65x faster per step on the book's 2-core AVX-512
+    BF16 CPU; in a test step the loss changed by 0.1%, the gradient's direction by cosine 0.999).
 
     With ``checkpoint``, the state is saved every ``checkpoint_every`` steps and at the end, and
     an existing checkpoint is resumed up to ``steps`` in total; weights and crops depend only on
