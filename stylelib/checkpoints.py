@@ -123,10 +123,12 @@ def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
                device: str | None) -> dict[str, str]:
     """The model-card fields every training command writes: what ran (after what the card of
     an ``earlier`` run it started from says), on what hardware, for how long."""
+    hardware = device_name(pick_device(device))
+    before = earlier.get("hardware", hardware)
     return {
         "training": (f"{earlier['training']}; then " if earlier else "")
                     + f"{result.steps_done} Adam steps, {how}",
-        "hardware": device_name(pick_device(device)),
+        "hardware": hardware if before == hardware else f"{before}; then {hardware}",
         "time": (f"{earlier['time']} + " if earlier else "") + f"{result.seconds / 60:.1f} min",
     }
 

@@ -96,6 +96,22 @@ def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Pat
     assert f"wrote {out}" in capsys.readouterr().out
 
 
+def test_training_further_extends_the_card_of_the_weights_it_starts_from(
+        mirror: Path, tmp_path: Path) -> None:
+    """A ``--start-from`` run appends its steps, time and (other) hardware to the card's."""
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    tiny = ["great_wave", "--size", "16", "--scale", "24", "--style-size", "32",
+            "--batch-size", "1"]
+    bundled.main([*tiny, "--steps", "2", "--out", str(first)])
+    earlier = fast.load_weights(first)
+    fast.save_weights(earlier, first, {**earlier.card, "hardware": "a GPU", "time": "9 min"})
+    bundled.main([*tiny, "--steps", "1", "--start-from", str(first), "--out", str(second)])
+    card = fast.load_weights(second).card
+    assert card["training"].startswith(f"{earlier.card['training']}; then 1 Adam steps")
+    assert card["hardware"].startswith("a GPU; then CPU (")
+    assert card["time"].startswith("9 min + ")
+
+
 def test_readers_without_the_collection_train_on_the_book_paintings_minus_held_out(
     mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
