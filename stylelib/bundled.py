@@ -147,11 +147,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                  f"long side {args.style_size} px",
         "data": f"{len(photos)} photos of the book's training collection (ImageNet samples, "
                 "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
-                f"content photos; random {args.size} px crops of photos resized to "
-                f"{args.scale} px",
-        **run_fields(result, f"batch {args.batch_size}, {schedule}, content weight 1, style "
-                     f"weight {args.style_weight}, loss network {default_backbone()}", earlier,
-                     args.device),
+                f"content photos, resized to a long side of {args.scale} px; random crops "
+                "(their size is under 'training')",
+        **run_fields(result, f"batch {args.batch_size} of {args.size} px crops, {schedule}, "
+                     f"content weight 1, style weight {args.style_weight}, loss network "
+                     f"{default_backbone()}", earlier, args.device),
         "style_weight": str(args.style_weight),
         "losses": json.dumps(final_losses(result.history, ("content", "style")))
                   + " (relative errors, mean of the last 50 steps)",

@@ -90,7 +90,7 @@ def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Pat
                   "--style-size", "32", "--batch-size", "1", "--out", str(out)])
     net = fast.load_weights(out)
     assert net.card.keys() >= CARD_FIELDS
-    assert "2 Adam steps" in net.card["training"]
+    assert "2 Adam steps, batch 1 of 16 px crops" in net.card["training"]
     assert out.with_name("tiny.checkpoint.safetensors").is_file()
     assert net.card["training"] in out.with_suffix(".md").read_text(encoding="utf-8")
     assert f"wrote {out}" in capsys.readouterr().out
