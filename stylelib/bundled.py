@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         epilog="example: python -m stylelib.bundled starry_night --steps 2000",
     )
     parser.add_argument("style", help="style image asset name, e.g. starry_night")
-    add_training_arguments(parser, steps=2000, size=128, batch_size=4, lr=1e-3,
+    add_training_arguments(parser, steps=2000, size=192, batch_size=4, lr=1e-3,
                            what="network")
     parser.add_argument("--style-size", type=int, default=256, help="style image long side")
     parser.add_argument("--style-weight", type=float, default=10.0)

@@ -176,7 +176,9 @@ class PhotoCrops(Dataset[torch.Tensor]):
     the same run seed. Each photo is first resized so its long side is ``scale`` (at least so
     its short side is ``size``), then cropped to ``size``: small crops of photos at the scale the
     network will later stylise give that scale's brush strokes at a fraction of the training
-    cost. With ``recolour``, each crop's hue is turned by a random angle
+    cost, as long as a crop holds the painting's largest patterns (the bundled nets' style
+    error stopped falling on 128 px crops of 256 px photos and fell again on 192 px ones).
+    With ``recolour``, each crop's hue is turned by a random angle
     (:func:`~stylelib.colour.rotate_hue`): a few dozen paintings then show many palettes.
     """
 
