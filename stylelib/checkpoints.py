@@ -128,7 +128,8 @@ def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
     return {
         "training": (f"{earlier['training']}; then " if earlier else "")
                     + f"{result.steps_done} Adam steps, {how}",
-        "hardware": hardware if before == hardware else f"{before}; then {hardware}",
+        "hardware": before if before.rsplit("; then ", 1)[-1] == hardware
+                    else f"{before}; then {hardware}",
         "time": (f"{earlier['time']} + " if earlier else "") + f"{result.seconds / 60:.1f} min",
     }
 

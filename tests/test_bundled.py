@@ -98,7 +98,8 @@ def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Pat
 
 def test_training_further_extends_the_card_of_the_weights_it_starts_from(
         mirror: Path, tmp_path: Path) -> None:
-    """A ``--start-from`` run appends its steps, time and (other) hardware to the card's."""
+    """A ``--start-from`` run appends its steps, time and hardware (when it differs) to the
+    card's."""
     first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
     tiny = ["great_wave", "--size", "16", "--scale", "24", "--style-size", "32",
             "--batch-size", "1"]
@@ -110,6 +111,9 @@ def test_training_further_extends_the_card_of_the_weights_it_starts_from(
     assert card["training"].startswith(f"{earlier.card['training']}; then 1 Adam steps")
     assert card["hardware"].startswith("a GPU; then CPU (")
     assert card["time"].startswith("9 min + ")
+    third = tmp_path / "third.safetensors"
+    bundled.main([*tiny, "--steps", "1", "--start-from", str(second), "--out", str(third)])
+    assert fast.load_weights(third).card["hardware"] == card["hardware"]  # same CPU: no repeat
 
 
 def test_readers_without_the_collection_train_on_the_book_paintings_minus_held_out(
