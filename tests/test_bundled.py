@@ -18,6 +18,9 @@ from stylelib.metrics import perceptual_errors
 
 CARD_FIELDS = {"model", "style", "data", "training", "style_weight", "hardware", "time", "losses",
                "licence"}
+TINY_RUN = ["great_wave", "--size", "16", "--scale", "24", "--style-size", "32", "--batch-size",
+            "1"]
+"""A training command that takes a second: 16 px crops of 24 px photos, batch 1."""
 
 
 def test_every_bundled_net_is_shipped_within_the_size_budget() -> None:
@@ -92,8 +95,7 @@ def test_readers_without_the_collection_train_on_the_book_photos(
 def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tiny.safetensors"
-    bundled.main(["great_wave", "--steps", "2", "--size", "16", "--scale", "24",
-                  "--style-size", "32", "--batch-size", "1", "--out", str(out)])
+    bundled.main([*TINY_RUN, "--steps", "2", "--out", str(out)])
     net = fast.load_weights(out)
     assert net.card.keys() >= CARD_FIELDS
     assert "2 Adam steps, batch 1 of 16 px crops" in net.card["training"]
@@ -107,18 +109,16 @@ def test_training_further_extends_the_card_of_the_weights_it_starts_from(
     """A ``--start-from`` run appends its steps, time and hardware (when it differs) to the
     card's."""
     first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
-    tiny = ["great_wave", "--size", "16", "--scale", "24", "--style-size", "32",
-            "--batch-size", "1"]
-    bundled.main([*tiny, "--steps", "2", "--out", str(first)])
+    bundled.main([*TINY_RUN, "--steps", "2", "--out", str(first)])
     earlier = fast.load_weights(first)
     fast.save_weights(earlier, first, {**earlier.card, "hardware": "a GPU", "time": "9 min"})
-    bundled.main([*tiny, "--steps", "1", "--start-from", str(first), "--out", str(second)])
+    bundled.main([*TINY_RUN, "--steps", "1", "--start-from", str(first), "--out", str(second)])
     card = fast.load_weights(second).card
     assert card["training"].startswith(f"{earlier.card['training']}; then 1 Adam steps")
     assert card["hardware"].startswith("a GPU; then CPU (")
     assert card["time"].startswith("9 min + ")
     third = tmp_path / "third.safetensors"
-    bundled.main([*tiny, "--steps", "1", "--start-from", str(second), "--out", str(third)])
+    bundled.main([*TINY_RUN, "--steps", "1", "--start-from", str(second), "--out", str(third)])
     assert fast.load_weights(third).card["hardware"] == card["hardware"]  # same CPU: no repeat
 
 
