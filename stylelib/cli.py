@@ -39,7 +39,7 @@ def _gatys(args: argparse.Namespace, content: torch.Tensor, device: torch.device
     """Optimise the image (chapter 3)."""
     style = load_image(args.style, args.size, device=device)
     return gatys.stylize(content, style, steps=args.steps or 100,
-                         style_weight=args.style_weight).image
+                         style_weight=args.style_weight, scales=args.scales).image
 
 
 def _fast(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -84,7 +84,7 @@ def _magenta(args: argparse.Namespace, content: torch.Tensor, device: torch.devi
 
 def _check_knobs(args: argparse.Namespace) -> None:
     """Reject out-of-range numbers for the chosen method before loading anything."""
-    for name in ("size", "steps"):
+    for name in ("size", "steps", "scales"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise StylelibError(f"--{name} must be a positive integer, got {value}.")
@@ -137,6 +137,9 @@ def parser() -> argparse.ArgumentParser:
                          help="gatys: L-BFGS steps (100); sdedit: denoising schedule (50)")
     stylize.add_argument("--style-weight", type=float, default=10.0,
                          help="gatys: style weight (10)")
+    stylize.add_argument("--scales", type=int, default=None,
+                         help="gatys: coarse-to-fine levels, each twice the last (default: 1 up "
+                              "to 256 px, else from 128-255 px up: 3 at 512 px)")
     stylize.add_argument("--alpha", type=float, default=1.0,
                          help="adain: 0 keeps the photo, 1 full style (1)")
     stylize.add_argument("--strength", type=float, default=0.5,

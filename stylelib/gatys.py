@@ -86,6 +86,26 @@ def optimize(
     return x.detach(), history
 
 
+SINGLE_SCALE_UP_TO = 256
+"""Outputs up to this long side (the book's) are solved at one scale unless told otherwise."""
+COARSEST_SIDE = 128
+"""Where the default pyramid of a larger output starts."""
+
+
+def default_scales(side: int) -> int:
+    """Pyramid levels :func:`stylize` uses for an output of long side ``side`` unless told.
+
+    One up to 256 px. Above, enough halvings to start at 128-255 px: VGG-19's ``relu5_1`` sees
+    156 px, so the coarse level paints the painting's large strokes over the whole picture and
+    the finer levels add detail (at 512 px, three levels turn a fine texture over an almost
+    untouched photo into the large swirls of the paper's figure; chapter 3 shows both).
+    """
+    check_int(side, "side")
+    if side <= SINGLE_SCALE_UP_TO:
+        return 1
+    return 1 + int(math.log2(side / COARSEST_SIDE))
+
+
 def _scales(size: int, scales: int) -> list[int]:
     """Long sides of a coarse-to-fine pyramid ending at ``size``, each twice the previous."""
     check_int(scales, "scales")
@@ -112,7 +132,7 @@ def stylize(
     lr: float | None = None,
     init: Init | torch.Tensor = "content",
     preserve_color: bool = False,
-    scales: int = 1,
+    scales: int | None = None,
     backbone: str | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -123,7 +143,11 @@ def stylize(
     ``content`` and ``style`` are ``[1, 3, H, W]`` tensors in [0, 1] (see
     :func:`stylelib.load_image`); the output has the content's size. ``scales > 1`` first solves
     at 1/2, 1/4, … of that size and upsamples each result as the next start (coarse to fine),
-    which gives large outputs coherent large-scale structure. ``preserve_color`` transfers
+    which gives large outputs coherent large-scale structure; by default
+    (:func:`default_scales`) outputs above 256 px are solved coarse to fine from 128-255 px.
+    ``steps`` counts the evaluations of each level. The style image is resized at every level
+    by the same factor as the photo, so pass it at the output's size for strokes the size the
+    painting has relative to its frame. ``preserve_color`` transfers
     style to the luminance only and keeps the photo's colours (Gatys et al. 2017).
     """
     content = check_image(content, "content")
@@ -139,10 +163,11 @@ def stylize(
         style_weight=style_weight, tv_weight=tv_weight, backbone=backbone,
     ).to(content.device)
     full_side = max(target.shape[-2:])
+    levels = default_scales(full_side) if scales is None else scales
     generator = torch.Generator().manual_seed(seed)
     image: torch.Tensor | None = None
     history: list[dict[str, float]] = []
-    for level, side in enumerate(_scales(full_side, scales)):
+    for level, side in enumerate(_scales(full_side, levels)):
         level_content = resize(target, side)
         style_side = round(max(style.shape[-2:]) * side / full_side)
         loss.set_content(level_content)
@@ -160,7 +185,7 @@ def stylize(
             raise StylelibError(f"init must be 'content', 'noise' or a tensor, got {init!r}.")
         image, level_history = optimize(
             start_image, loss, steps=steps, optimizer=optimizer, lr=lr, progress=progress,
-            desc=f"gatys {side}px" if scales > 1 else "gatys", callback=callback,
+            desc=f"gatys {side}px" if levels > 1 else "gatys", callback=callback,
         )
         history += [{**h, "scale": level} for h in level_history]
     assert image is not None

@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from stylelib import gatys
 from stylelib.colour import rgb_to_yiq
 from stylelib.errors import ImageError, StylelibError
-from stylelib.gatys import GatysResult, optimize, stylize, synthesize_texture
+from stylelib.gatys import GatysResult, default_scales, optimize, stylize, synthesize_texture
 from stylelib.images import load_image
 from stylelib.losses import LossTerms, PerceptualLoss
 
@@ -116,6 +117,35 @@ def test_stylize_coarse_to_fine(mirror_dir: Path) -> None:
     assert [entry["scale"] for entry in result.history] == [0, 0, 0, 1, 1, 1]
     # The first level works at half the size (24 x 18), the second at full size.
     assert seen == [(18, 24)] * 3 + [(36, 48)] * 3
+
+
+@pytest.mark.parametrize(("side", "levels"), [(32, 1), (256, 1), (257, 2), (384, 2), (511, 2),
+                                             (512, 3), (1024, 4), (2048, 5)])
+def test_default_pyramid_starts_between_128_and_255_px_above_the_books_size(
+    side: int, levels: int
+) -> None:
+    assert default_scales(side) == levels
+    if levels > 1:
+        assert 128 <= side // 2 ** (levels - 1) < 256
+
+
+def test_large_outputs_are_solved_coarse_to_fine_by_default(
+    monkeypatch: pytest.MonkeyPatch, photo: torch.Tensor, painting: torch.Tensor
+) -> None:
+    """Without ``scales``, ``stylize`` asks :func:`default_scales` for the output's side (a
+    stand-in rule keeps the test at 32 px); an explicit ``scales`` wins."""
+    asked: list[int] = []
+
+    def two_levels(side: int) -> int:
+        asked.append(side)
+        return 2
+
+    monkeypatch.setattr(gatys, "default_scales", two_levels)
+    by_default = stylize(photo, painting, steps=1, backbone=HED, progress=False)
+    assert asked == [32]
+    assert [entry["scale"] for entry in by_default.history] == [0, 1]
+    told = stylize(photo, painting, steps=1, scales=1, backbone=HED, progress=False)
+    assert [entry["scale"] for entry in told.history] == [0] and asked == [32]
 
 
 def test_stylize_starts_from_the_content_or_from_noise(
