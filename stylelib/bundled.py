@@ -22,6 +22,7 @@ from stylelib.backbones import default_backbone
 from stylelib.checkpoints import add_training_arguments, final_losses, publish, run_fields
 from stylelib.errors import StylelibError, command
 from stylelib.images import load_image
+from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 STYLES = ("starry_night", "the_scream", "great_wave")
@@ -125,6 +126,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="steps at the end over which the lr falls linearly to 0 (0)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast: faster on GPUs and CPUs with AVX-512 BF16")
+    parser.add_argument("--tv-weight", type=float, default=0.0,
+                        help="total-variation weight, against high-frequency noise (0)")
+    parser.add_argument("--content-layers", nargs="+", default=list(CONTENT_LAYERS),
+                        help=f"({' '.join(CONTENT_LAYERS)}; Johnson et al.: relu2_2)")
+    parser.add_argument("--style-layers", nargs="+", default=list(STYLE_LAYERS),
+                        help=f"({' '.join(STYLE_LAYERS)})")
+    parser.add_argument("--backbone", default=None,
+                        help="loss network (default: the default backbone)")
     args = parser.parse_args(argv)
     out = args.out or weights_path(args.style)
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
@@ -134,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = fast.train(
         load_image(args.style, args.style_size), photos, steps=args.steps,
         batch_size=args.batch_size, size=args.size, scale=args.scale,
-        style_weight=args.style_weight, lr=args.lr, cooldown=args.cooldown, bf16=args.bf16,
+        style_weight=args.style_weight, tv_weight=args.tv_weight,
+        content_layers=args.content_layers, style_layers=args.style_layers,
+        backbone=args.backbone, lr=args.lr, cooldown=args.cooldown, bf16=args.bf16,
         device=args.device, checkpoint=checkpoint, seed=args.seed, start_from=args.start_from,
         minutes=args.minutes,
     )
@@ -150,8 +161,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"content photos, resized to a long side of {args.scale} px; random crops "
                 "(their size is under 'training')",
         **run_fields(result, f"batch {args.batch_size} of {args.size} px crops, {schedule}, "
-                     f"content weight 1, style weight {args.style_weight}, loss network "
-                     f"{default_backbone()}", earlier, args.device),
+                     f"content weight 1 at {'+'.join(args.content_layers)}, style weight "
+                     f"{args.style_weight} at {'+'.join(args.style_layers)}"
+                     + (f", total variation {args.tv_weight}" if args.tv_weight else "")
+                     + f", loss network {args.backbone or default_backbone()}",
+                     earlier, args.device),
         "style_weight": str(args.style_weight),
         "losses": json.dumps(final_losses(result.history, ("content", "style")))
                   + " (relative errors, mean of the last 50 steps)",

@@ -104,6 +104,21 @@ def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Pat
     assert f"wrote {out}" in capsys.readouterr().out
 
 
+def test_training_command_takes_johnsons_loss_and_names_it_in_the_card(
+        mirror: Path, tmp_path: Path) -> None:
+    """Content at relu2_2, a total-variation term and another loss network reach the loss (the
+    first step's losses differ from the default run's) and are written in the card."""
+    johnson, default = tmp_path / "johnson.safetensors", tmp_path / "default.safetensors"
+    bundled.main([*TINY_RUN, "--steps", "1", "--out", str(default), "--backbone", "vgg16-hed"])
+    bundled.main([*TINY_RUN, "--steps", "1", "--out", str(johnson), "--backbone", "vgg16-hed",
+                  "--content-layers", "relu2_2", "--style-layers", "relu1_2", "relu2_2",
+                  "relu3_3", "relu4_3", "--tv-weight", "0.5"])
+    card = fast.load_weights(johnson).card
+    assert ("content weight 1 at relu2_2, style weight 10.0 at relu1_2+relu2_2+relu3_3+relu4_3, "
+            "total variation 0.5, loss network vgg16-hed") in card["training"]
+    assert card["losses"] != fast.load_weights(default).card["losses"]
+
+
 def test_training_further_extends_the_card_of_the_weights_it_starts_from(
         mirror: Path, tmp_path: Path) -> None:
     """A ``--start-from`` run appends its steps, time and hardware (when it differs) to the
