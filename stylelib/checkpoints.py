@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from stylelib.errors import StylelibError, check_number
-from stylelib.files import StateDict, save_safetensors
+from stylelib.files import StateDict, save_safetensors, write_atomically
 from stylelib.profiles import device_name, pick_device
 
 Net = TypeVar("Net", bound=nn.Module)
@@ -170,9 +170,8 @@ def save_checkpoint(
     complete checkpoint intact; superseded optimiser files are deleted afterwards.
     """
     extra = path.with_name(f"{path.stem}.optim-{step}.pt")
-    partial = extra.with_name(f".{extra.name}.partial")
-    torch.save({"optimizer": optimizer.state_dict(), "history": history}, partial)
-    partial.replace(extra)
+    state = {"optimizer": optimizer.state_dict(), "history": history}
+    write_atomically(extra, lambda temporary: torch.save(state, temporary))
     metadata = {"step": str(step), "seconds": repr(seconds), "optimizer": extra.name,
                 "settings": json.dumps(settings, sort_keys=True)}
     save_safetensors(cpu_state(net, torch.float32), path, metadata)

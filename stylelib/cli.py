@@ -16,6 +16,7 @@ import torch
 
 from stylelib import adain, bench, bundled, fast, gatys
 from stylelib.errors import StylelibError, command
+from stylelib.files import same_file
 from stylelib.images import check_output, load_image, save_image
 from stylelib.profiles import pick_device
 
@@ -103,6 +104,13 @@ METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "
 def _stylize(args: argparse.Namespace) -> None:
     """Check the output path and arguments, stylise, save atomically, report the time."""
     out = check_output(args.output)
+    for role in ("content", "style"):
+        given = getattr(args, role)
+        if Path(given).expanduser().exists() and same_file(given, out):
+            raise StylelibError(
+                f"-o {args.output} is the {role} image {given}: writing there would destroy "
+                "it. Pick another output file name."
+            )
     _check_knobs(args)
     device = pick_device(args.device)
     content = load_image(args.content, args.size, device=device)

@@ -24,6 +24,7 @@ from stylelib import checkpoints
 from stylelib.checkpoints import Plan, TrainResult, WeightKind, fit
 from stylelib.colour import rotate_hue
 from stylelib.errors import StylelibError, check_int, check_number
+from stylelib.files import write_atomically
 from stylelib.images import (
     MIN_SIDE,
     check_image,
@@ -358,19 +359,18 @@ def export_onnx(net: TransformerNet, path: str | Path, size: int = 256) -> Path:
     example = torch.full((1, 3, size, size), 0.5, device=next(net.parameters()).device)
     height = torch.export.Dim("height", min=MIN_SIDE)
     width = torch.export.Dim("width", min=MIN_SIDE)
-    partial = target.with_name(f".{target.stem}.partial.onnx")
-    try:
+    def export(temporary: Path) -> None:
         torch.onnx.export(
-            net, (example,), partial, input_names=["image"], output_names=["stylised"],
+            net, (example,), temporary, input_names=["image"], output_names=["stylised"],
             dynamic_shapes={"image": {2: height, 3: width}}, dynamo=True, external_data=False,
             verbose=False,
         )
-        partial.replace(target)
+
+    try:
+        write_atomically(target, export)
     except ImportError as error:
         raise StylelibError(
             f"ONNX export needs the onnx and onnxscript packages ({error}): "
             "pip install onnx onnxscript."
         ) from None
-    finally:
-        partial.unlink(missing_ok=True)
     return target

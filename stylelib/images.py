@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stylelib import assets
 from stylelib.errors import AssetError, ImageError, check_int
+from stylelib.files import write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -239,19 +240,14 @@ def check_output(path: str | Path) -> Path:
 
 
 def save_image(tensor: torch.Tensor, path: str | Path) -> Path:
-    """Write an image atomically: encode, write a hidden partial file, then rename it into place.
-
-    A failure at any point leaves neither a partial file nor a damaged earlier version.
-    """
+    """Write an image atomically: encode it, then write it through a unique temporary file
+    renamed into place, so a failure leaves neither a partial file nor a damaged earlier one."""
     target = check_output(path)
     buffer = io.BytesIO()
     to_pil(tensor).save(buffer, format=SAVE_FORMATS[target.suffix.lower()])
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        partial.write_bytes(buffer.getvalue())
-        partial.replace(target)
+        write_atomically(target, lambda temporary: temporary.write_bytes(buffer.getvalue()))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         message = f"Cannot write {target}: {error.strerror}. Choose a writable path."
         raise ImageError(message) from None
     return target

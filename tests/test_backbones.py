@@ -301,6 +301,7 @@ def test_source_table_is_consistent() -> None:
     assert backbones.SOURCES["vgg19"].convs_per_block == (2, 2, 4, 4, 4)
     assert backbones.SOURCES[CAFFE].convs_per_block == (2, 2, 4, 4, 4)
     assert backbones.SOURCES[CAFFE].mean == backbones.SOURCES[HED].mean  # both Oxford networks
+    assert all(source.caveat for source in backbones.SOURCES.values())  # weights from others
     assert backbones.SOURCES[HED].convs_per_block == (2, 2, 3, 3, 3)
 
 

@@ -119,6 +119,32 @@ def test_output_path_is_checked_before_any_work(mirror: Path, tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("alias", ["same path", "symlink", "hard link"])
+@pytest.mark.parametrize("role", ["content", "style"])
+def test_output_that_is_an_input_is_refused_and_the_input_kept(
+    mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], alias: str, role: str
+) -> None:
+    photo, painting = tmp_path / "photo.png", tmp_path / "painting.png"
+    for name, target in (("tubingen", photo), ("the_scream", painting)):
+        Image.open(mirror / "content" / f"{name}.jpg" if name == "tubingen"
+                   else mirror / "style" / f"{name}.jpg").resize((40, 30)).save(target)
+    victim = photo if role == "content" else painting
+    before = victim.read_bytes()
+    out = tmp_path / "out.png"
+    if alias == "same path":
+        out = victim
+    elif alias == "symlink":
+        out.symlink_to(victim)
+    else:
+        out.hardlink_to(victim)
+    status = main(["stylize", str(photo), str(painting), "-o", str(out), "--method", "fast",
+                   "--size", "32"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"is the {role} image" in error
+    assert victim.read_bytes() == before
+
+
 def test_unknown_method_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["stylize", "a.jpg", "b.jpg", "-o", "c.png", "--method", "magic"])
