@@ -12,8 +12,12 @@ import glob
 import json
 import math
 import pickle
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -23,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm import tqdm
 
-from stylelib.errors import StylelibError, check_number
+from stylelib.errors import StoppedError, StylelibError, check_number
 from stylelib.files import StateDict, save_safetensors, write_atomically
 from stylelib.profiles import device_name, pick_device
 
@@ -253,6 +257,29 @@ class Plan:
         return self.lr * warm * cool
 
 
+@contextmanager
+def ctrl_c_at_step_end() -> Iterator[threading.Event]:
+    """Turn the first Ctrl-C into a flag that the training loop reads at the end of its step,
+    so it can save a checkpoint of a complete step; a second Ctrl-C stops at once. Outside the
+    main thread (where signals cannot be caught) the flag is never set."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def first(signum: int, frame: object) -> None:
+        flag.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: saving a checkpoint at the end of this step (again to stop now).",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def fit(
     net: Net,
     optimizer: torch.optim.Optimizer,
@@ -290,7 +317,7 @@ def fit(
     started = time.perf_counter()
     net.train()
     with tqdm(total=plan.steps, initial=done, desc=plan.kind.network, disable=not plan.progress,
-              leave=False) as bar:
+              leave=False) as bar, ctrl_c_at_step_end() as interrupt:
         for batch in batches(done):
             optimizer.zero_grad()
             total, losses = step(batch)
@@ -307,7 +334,9 @@ def fit(
             done += 1
             out_of_time = (plan.minutes is not None
                            and time.perf_counter() - started >= plan.minutes * 60)
-            last = done == plan.steps or out_of_time
+            interrupted = interrupt.is_set()  # read once: the checkpoint below must cover it
+            stop = out_of_time or interrupted
+            last = done == plan.steps or stop
             if path is not None and (done % plan.checkpoint_every == 0 or last):
                 elapsed = seconds + time.perf_counter() - started
                 save_checkpoint(path, net, optimizer, done, history, elapsed, plan.settings)
@@ -318,6 +347,11 @@ def fit(
             bar.set_postfix(loss=f"{float(total.detach()):.4g}")
             if callback is not None:
                 callback(done, losses, net)
-            if out_of_time:
+            if interrupted and done < plan.steps:
+                saved = (f"checkpoint {path} saved at that step: run the same command again to "
+                         "go on from there" if path is not None else
+                         "nothing was saved (no checkpoint path was given)")
+                raise StoppedError(f"Ctrl-C: stopped after step {done} of {plan.steps}; {saved}.")
+            if stop:
                 break
     return TrainResult(net.eval(), history, seconds + time.perf_counter() - started, done, previews)

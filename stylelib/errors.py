@@ -19,6 +19,10 @@ class ImageError(StylelibError, ValueError):
     """A file or tensor cannot be used as an image."""
 
 
+class StoppedError(StylelibError):
+    """The user stopped a run with Ctrl-C after what could be saved was saved."""
+
+
 def check_int(
     value: object, name: str, minimum: int = 1, error: type[StylelibError] = StylelibError
 ) -> int:
@@ -40,11 +44,22 @@ def check_number(value: float, name: str, minimum: float = 0.0, *, strict: bool 
     return value
 
 
+INTERRUPTED = 130
+"""The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it."""
+
+
 def command(run: Callable[[], object]) -> int:
     """Run a command-line entry point: bad input (a StylelibError or ValueError) ends it with
-    one ``error:`` line on stderr and exit status 2 instead of a traceback."""
+    one ``error:`` line on stderr and exit status 2 instead of a traceback; Ctrl-C with one
+    ``interrupted:`` line and status 130."""
     try:
         run()
+    except StoppedError as stop:
+        print(f"interrupted: {stop}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print("interrupted: stopped by Ctrl-C; no output was written.", file=sys.stderr)
+        return INTERRUPTED
     except (StylelibError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stylelib import adain
+from stylelib import adain, gatys
 from stylelib.cli import main
 
 
@@ -143,6 +143,20 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and f"is the {role} image" in error
     assert victim.read_bytes() == before
+
+
+def test_ctrl_c_during_stylize_is_one_line_and_no_file(
+    mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def pressed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gatys, "stylize", pressed)
+    out = tmp_path / "out.png"
+    assert main(["stylize", "tubingen", "starry_night", "-o", str(out), "--size", "32"]) == 130
+    assert capsys.readouterr().err == "interrupted: stopped by Ctrl-C; no output was written.\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_method_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:

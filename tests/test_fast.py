@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from stylelib.checkpoints import Plan
-from stylelib.errors import ImageError, StylelibError
+from stylelib.errors import ImageError, StoppedError, StylelibError
 from stylelib.fast import (
     KIND,
     PhotoCrops,
@@ -263,6 +264,31 @@ def test_a_time_limit_stops_at_a_checkpoint_that_the_next_call_goes_on_from(
         torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
     with pytest.raises(StylelibError, match="minutes must be a finite number >= 0"):
         train(painting, photos, checkpoint=checkpoint, minutes=-1.0, **runs.settings)
+
+
+@pytest.mark.parametrize("at_step", [2, 5])
+def test_ctrl_c_saves_the_step_it_ends_and_the_rerun_ends_bit_exact(
+        runs: Runs, photos: list[Path], painting: torch.Tensor, tmp_path: Path,
+        at_step: int) -> None:
+    """A real SIGINT in the middle of a run (between checkpoints, at steps 2 and 5 of 6 with
+    checkpoints every 3): the run finishes that step, saves it and stops with one message; the
+    same call again ends with the uninterrupted run's weights, bit for bit."""
+    checkpoint = tmp_path / "ctrl_c.safetensors"
+
+    def press_ctrl_c(step: int, losses: dict[str, float], net: TransformerNet) -> None:
+        if step == at_step - 1:
+            signal.raise_signal(signal.SIGINT)  # arrives during the next step's work
+
+    with pytest.raises(StoppedError, match=f"stopped after step {at_step} of 6; checkpoint "):
+        train(painting, photos, checkpoint=checkpoint, callback=press_ctrl_c, **runs.settings)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    seen: list[int] = []
+    rest = train(painting, photos, checkpoint=checkpoint,
+                 callback=lambda step, losses, net: seen.append(step), **runs.settings)
+    assert seen == list(range(at_step + 1, 7))
+    whole, resumed = runs.whole.net.state_dict(), rest.net.state_dict()
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
 
 
 def test_resume_with_other_settings_is_refused(runs: Runs, photos: list[Path],
