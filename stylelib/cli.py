@@ -18,7 +18,7 @@ from stylelib import adain, bench, bundled, fast, gatys
 from stylelib.errors import StylelibError, command
 from stylelib.files import same_file
 from stylelib.images import check_output, load_image, save_image
-from stylelib.profiles import pick_device
+from stylelib.profiles import get_profile, pick_device
 
 EXAMPLES = """examples:
   python -m stylelib stylize photo.jpg starry_night -o out.png
@@ -40,7 +40,7 @@ def _gatys(args: argparse.Namespace, content: torch.Tensor, device: torch.device
     """Optimise the image (chapter 3)."""
     style = load_image(args.style, args.size, device=device)
     return gatys.stylize(content, style, steps=args.steps or 100,
-                         style_weight=args.style_weight, scales=args.scales).image
+                         style_weight=_or(args.style_weight, 10.0), scales=args.scales).image
 
 
 def _fast(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -54,7 +54,7 @@ def _adain(args: argparse.Namespace, content: torch.Tensor, device: torch.device
     """One AdaIN pass with the bundled decoder (chapter 5), any style."""
     model = adain.pretrained(device)
     style = load_image(args.style, args.size, device=device)
-    return adain.stylize(model, content, style, alpha=args.alpha)
+    return adain.stylize(model, content, style, alpha=_or(args.alpha, 1.0))
 
 
 def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -72,7 +72,7 @@ def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.devic
             f"{diffusion.PRIOR_PAINTING}; train one with `python -m stylelib.diffusion "
             f"{Path(args.style).stem}` and pass its .safetensors file."
         )
-    return diffusion.sdedit(prior, content, args.strength, steps=args.steps or 50)
+    return diffusion.sdedit(prior, content, _or(args.strength, 0.5), steps=args.steps or 50)
 
 
 def _magenta(args: argparse.Namespace, content: torch.Tensor, device: torch.device
@@ -83,18 +83,38 @@ def _magenta(args: argparse.Namespace, content: torch.Tensor, device: torch.devi
     return magenta.stylize(content, load_image(args.style, args.size, device=device))
 
 
+def _or(value: float | None, default: float) -> float:
+    """An option's value, or its default when it was not given."""
+    return default if value is None else value
+
+
+KNOBS: dict[str, tuple[str, ...]] = {
+    "steps": ("gatys", "sdedit"), "style_weight": ("gatys",), "scales": ("gatys",),
+    "alpha": ("adain",), "strength": ("sdedit",),
+}
+"""Which methods each method-specific option applies to: any other method refuses it."""
+
+
 def _check_knobs(args: argparse.Namespace) -> None:
-    """Reject out-of-range numbers for the chosen method before loading anything."""
+    """Reject options the chosen method would ignore, and out-of-range numbers, before loading
+    anything."""
+    for name, methods in KNOBS.items():
+        if getattr(args, name) is not None and args.method not in methods:
+            option = "--" + name.replace("_", "-")
+            raise StylelibError(
+                f"{option} does not apply to --method {args.method} (only to "
+                f"{' and '.join(methods)}): drop it, or choose that method."
+            )
     for name in ("size", "steps", "scales"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise StylelibError(f"--{name} must be a positive integer, got {value}.")
     if args.method == "adain":
-        adain.check_alpha(args.alpha)
+        adain.check_alpha(_or(args.alpha, 1.0))
     if args.method == "sdedit":
         from stylelib import diffusion
 
-        diffusion.check_strength(args.steps or 50, args.strength)
+        diffusion.check_strength(args.steps or 50, _or(args.strength, 0.5))
 
 
 METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "sdedit": _sdedit,
@@ -103,6 +123,7 @@ METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "
 
 def _stylize(args: argparse.Namespace) -> None:
     """Check the output path and arguments, stylise, save atomically, report the time."""
+    get_profile()  # an unknown $STYLELIB_PROFILE is an error here as in the notebooks
     out = check_output(args.output)
     for role in ("content", "style"):
         given = getattr(args, role)
@@ -143,14 +164,14 @@ def parser() -> argparse.ArgumentParser:
     stylize.add_argument("--size", type=int, default=512, help="long side in pixels (512)")
     stylize.add_argument("--steps", type=int, default=None,
                          help="gatys: L-BFGS steps (100); sdedit: denoising schedule (50)")
-    stylize.add_argument("--style-weight", type=float, default=10.0,
+    stylize.add_argument("--style-weight", type=float, default=None,
                          help="gatys: style weight (10)")
     stylize.add_argument("--scales", type=int, default=None,
                          help="gatys: coarse-to-fine levels, each twice the last (default: 1 up "
                               "to 256 px, else from 128-255 px up: 3 at 512 px)")
-    stylize.add_argument("--alpha", type=float, default=1.0,
+    stylize.add_argument("--alpha", type=float, default=None,
                          help="adain: 0 keeps the photo, 1 full style (1)")
-    stylize.add_argument("--strength", type=float, default=0.5,
+    stylize.add_argument("--strength", type=float, default=None,
                          help="sdedit: 0 keeps the photo, 1 starts from noise (0.5)")
     stylize.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
     stylize.set_defaults(run=_stylize)

@@ -75,9 +75,23 @@ def pick_device(name: str | None = None) -> torch.device:
     """Return the requested device, else ``$STYLELIB_DEVICE``, else CUDA, MPS or CPU."""
     chosen = name or os.environ.get(DEVICE_ENV)
     if chosen:
-        device = torch.device(chosen)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"Device {chosen!r} was requested but CUDA is not available.")
+        where = "--device/argument" if name else f"${DEVICE_ENV}"
+        try:
+            device = torch.device(chosen)
+        except RuntimeError:
+            raise ValueError(
+                f"Unknown device {chosen!r} (from {where}): use cpu, cuda, cuda:N or mps."
+            ) from None
+        available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                     "mps": torch.backends.mps.is_available()}
+        if not available.get(device.type, False):
+            raise ValueError(
+                f"Device {chosen!r} (from {where}) is not available on this machine: use cpu"
+                + ", cuda" * torch.cuda.is_available() + ", mps" * available["mps"]
+                + f", or unset {DEVICE_ENV}.")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"Device {chosen!r} (from {where}) does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s).")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

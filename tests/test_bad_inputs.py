@@ -139,6 +139,24 @@ CLI_ROWS: dict[str, tuple[Args, str]] = {
     "pickle where safetensors expected": (
         lambda s: ["tubingen", pickled_weights(s), "--method", "fast"],
         "never unpickles .pt/.pth files"),
+    "--alpha for fast": (lambda s: ["tubingen", "the_scream", "--method", "fast", "--alpha", "0.5"],
+                         "--alpha does not apply to --method fast (only to adain)"),
+    "--steps for adain": (lambda s: ["tubingen", "candy", "--method", "adain", "--steps", "9"],
+                          "--steps does not apply to --method adain (only to gatys and sdedit)"),
+    "--style-weight for magenta": (
+        lambda s: ["tubingen", "candy", "--method", "magenta", "--style-weight", "3"],
+        "--style-weight does not apply to --method magenta (only to gatys)"),
+    "--strength for gatys": (lambda s: ["tubingen", "starry_night", "--strength", "0.3"],
+                             "--strength does not apply to --method gatys (only to sdedit)"),
+    "unknown --device": (lambda s: ["tubingen", "the_scream", "--method", "fast", "--device",
+                                    "gpu"], "Unknown device 'gpu' (from --device/argument)"),
+    "mps where there is none": (
+        lambda s: ["tubingen", "the_scream", "--method", "fast", "--device", "mps"],
+        "Device 'mps' (from --device/argument) is not available on this machine"),
+    "unknown $STYLELIB_PROFILE": (
+        lambda s: ["tubingen", "the_scream", "--method", "fast"]
+        if s.monkeypatch.setenv("STYLELIB_PROFILE", "fastest") is None else [],
+        "Unknown profile 'fastest': choose one of quick, book, full"),
     "zero size": (lambda s: ["tubingen", "starry_night", "--size", "0"],
                   "--size must be a positive integer, got 0"),
     "negative steps": (lambda s: ["tubingen", "starry_night", "--steps", "-5"],
@@ -235,8 +253,10 @@ def test_bad_command_line_input(row: str, setup: Setup, out_dir: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     make, message = CLI_ROWS[row]
     argv = make(setup)
+    method = argv[argv.index("--method") + 1] if "--method" in argv else "gatys"
+    takes_steps = method in ("gatys", "sdedit") and "--steps" not in argv
     defaults = [*(["--size", "32"] if "--size" not in argv else []),
-                *(["--steps", "1"] if "--steps" not in argv else [])]
+                *(["--steps", "1"] if takes_steps else [])]
     status, err = run_cli([*argv, *defaults, "-o", str(out_dir / "out.png")], capsys)
     assert status == 2
     assert_one_error_line(err, message)

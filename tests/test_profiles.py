@@ -66,10 +66,10 @@ def test_pick_device_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pick_device() == torch.device("cpu")  # the variable wins over an available GPU
 
 
-@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
-def test_cuda_requested_without_cuda(no_accelerator: None, name: str) -> None:
-    message = rf"Device '{name}' was requested but CUDA is not available"
-    with pytest.raises(ValueError, match=message):
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "mps"])
+def test_accelerator_requested_where_there_is_none(no_accelerator: None, name: str) -> None:
+    message = rf"Device '{name}' \(from --device/argument\) is not available on this machine: "
+    with pytest.raises(ValueError, match=message + "use cpu, or unset STYLELIB_DEVICE"):
         pick_device(name)
 
 
@@ -77,8 +77,24 @@ def test_cuda_from_environment_without_cuda(
     no_accelerator: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(profiles.DEVICE_ENV, "cuda")
-    with pytest.raises(ValueError, match="CUDA is not available"):
+    with pytest.raises(ValueError, match=r"'cuda' \(from \$STYLELIB_DEVICE\) is not available"):
         pick_device()
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:x", "tpu0", ""])
+def test_unknown_device_names_are_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(profiles.DEVICE_ENV, name or "nonsense")
+    with pytest.raises(ValueError, match=r"Unknown device .* use cpu, cuda, cuda:N or mps"):
+        pick_device()
+
+
+def test_a_cuda_index_beyond_the_machine_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"'cuda:3' .* does not exist: this machine has 1"):
+        pick_device("cuda:3")
 
 
 def test_automatic_device(no_accelerator: None, monkeypatch: pytest.MonkeyPatch) -> None:
