@@ -30,7 +30,14 @@ from torch.utils.data import DataLoader
 
 from stylelib import assets, checkpoints
 from stylelib.backbones import CHANNELS, FeatureExtractor
-from stylelib.checkpoints import Plan, TrainResult, WeightKind, final_losses, fit
+from stylelib.checkpoints import (
+    Plan,
+    TrainResult,
+    WeightKind,
+    final_losses,
+    fit,
+    weights_output,
+)
 from stylelib.colour import match_colour
 from stylelib.errors import AssetError, StylelibError, check_int, check_number, command
 from stylelib.fast import PhotoCrops, photo_files
@@ -646,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                              f"(each painting counted {PAINTING_REPEATS} times)")
     parser.add_argument("--backbone", default="vgg16-hed")
     args = parser.parse_args(argv)
-    out: Path = args.out or weights_path()
+    out = weights_output(args.out, weights_path())
     photos, paintings = bundled.training_photos(), bundled.training_paintings()
     styles = paintings * PAINTING_REPEATS + photos if args.photo_styles else paintings
     earlier = load_decoder(args.start_from).card if args.start_from else {}

@@ -19,7 +19,13 @@ import torch
 
 from stylelib import assets, fast
 from stylelib.backbones import default_backbone
-from stylelib.checkpoints import add_training_arguments, final_losses, publish, run_fields
+from stylelib.checkpoints import (
+    add_training_arguments,
+    final_losses,
+    publish,
+    run_fields,
+    weights_output,
+)
 from stylelib.errors import StylelibError, command
 from stylelib.images import load_image
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS
@@ -135,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backbone", default=None,
                         help="loss network (default: the default backbone)")
     args = parser.parse_args(argv)
-    out = args.out or weights_path(args.style)
+    out = weights_output(args.out, weights_path(args.style))
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
     style_asset = assets.resolve(args.style)
     photos = training_photos()

@@ -123,6 +123,20 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size:
     parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
 
 
+def weights_output(path: Path | None, default: Path) -> Path:
+    """The ``--out`` of a training command, checked before any training: a ``.safetensors``
+    file in an existing folder (weights are never written under another format's name)."""
+    out = (path or default).expanduser()
+    if out.suffix != ".safetensors":
+        raise StylelibError(
+            f"--out {out} would hold weights under a {out.suffix or 'missing'!r} extension: "
+            f"name it {out.with_suffix('.safetensors').name} instead."
+        )
+    if not out.parent.is_dir():
+        raise StylelibError(f"--out {out}: folder {out.parent} does not exist; create it first.")
+    return out
+
+
 def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
                device: str | None) -> dict[str, str]:
     """The model-card fields every training command writes: what ran (after what the card of

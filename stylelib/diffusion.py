@@ -61,6 +61,7 @@ from stylelib.checkpoints import (
     read_safetensors,
     run_fields,
     save_weights,
+    weights_output,
 )
 from stylelib.errors import StylelibError, check_int, check_number, command
 from stylelib.fast import PhotoCrops, photo_files
@@ -684,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--channels", default=",".join(map(str, PRIOR_CHANNELS)),
                         help=argparse.SUPPRESS)  # UNet widths; tests train a tiny one
     args = parser.parse_args(argv)
-    out: Path = args.out or prior_path(args.painting)
+    out = weights_output(args.out, prior_path(args.painting))
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
     channels = tuple(int(c) for c in args.channels.split(","))
     asset = assets.resolve(args.painting)
