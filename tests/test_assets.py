@@ -228,3 +228,22 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     assert assets.cache_dir() == tmp_path
     monkeypatch.delenv(assets.CACHE_ENV)
     assert assets.cache_dir().name == "stylelib"
+
+
+@pytest.mark.parametrize("in_the_way", ["the cache itself", "its style folder"])
+def test_a_cache_that_is_a_file_is_named_as_the_cause(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_network: None, in_the_way: str
+) -> None:
+    """Not 'download failed ... connect to the internet': the cache is what must change."""
+    cache = tmp_path / "cache"
+    if in_the_way == "the cache itself":
+        cache.write_text("not a folder")
+    else:
+        cache.mkdir()
+        (cache / "style").write_text("not a folder")
+    monkeypatch.setenv(assets.CACHE_ENV, str(cache))
+    monkeypatch.delenv(assets.MIRROR_ENV, raising=False)
+    with pytest.raises(AssetError, match=r"The download cache .* cannot be used \(.*\): set "
+                                         r"STYLELIB_CACHE_DIR to a writable folder") as info:
+        assets.fetch("udnie")
+    assert "internet" not in str(info.value)
