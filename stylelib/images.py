@@ -80,7 +80,12 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     """Any PIL mode to float32 RGB in [0, 1]; transparency is composited onto white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        if not np.isfinite(values).all():
+            raise ImageError("The image holds NaN or infinite pixel values: export it again.")
+        if image.mode == "F" and values.max() <= 1.0:
+            top = 1.0  # floating-point images (32-bit TIFF) are usually already in [0, 1]
+        else:
+            top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         gray = np.clip(values / top, 0.0, 1.0)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode == "P":
@@ -126,7 +131,9 @@ def check_image(tensor: torch.Tensor, name: str = "image") -> torch.Tensor:
 
 
 def resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize so the long side is ``size`` pixels, keeping the aspect ratio (antialiased)."""
+    """Resize so the long side is ``size`` pixels, keeping the aspect ratio (antialiased); a
+    short side is never made smaller than the backbone's minimum (:func:`load_image` refuses
+    images that would need more than that)."""
     check_size(size)
     height, width = image.shape[-2:]
     scale = size / max(height, width)
@@ -144,6 +151,20 @@ def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
     """
     height, width = image.shape[-2:]
     return F.pad(image, (0, -width % multiple, 0, -height % multiple), mode="reflect")
+
+
+def _check_aspect(height: int, width: int, size: int) -> None:
+    """Refuse an image so narrow that at long side ``size`` its short side falls below the
+    backbone's minimum: resizing would have to stretch it."""
+    scale = size / max(height, width)
+    if round(min(height, width) * scale) < MIN_SIDE:
+        needed = math.ceil(MIN_SIDE * max(height, width) / min(height, width))
+        raise ImageError(
+            f"A {width}x{height} px image resized to a long side of {size} px would be "
+            f"{round(min(height, width) * scale)} px on its short side, below {MIN_SIDE} px "
+            f"(stretching it would distort it): crop it, or ask for a long side of at least "
+            f"{needed} px."
+        )
 
 
 def load_image(
@@ -182,6 +203,7 @@ def load_image(
         array = _to_rgb_array(image)
         tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
     if size is not None:
+        _check_aspect(tensor.shape[-2], tensor.shape[-1], size)
         tensor = resize(tensor, size).clamp(0, 1)
     if min(tensor.shape[-2:]) < MIN_SIDE:
         raise ImageError(

@@ -417,3 +417,27 @@ def test_shuffle_tiles_keeps_every_tile_and_moves_them() -> None:
 def test_shuffle_tiles_bad_count(tiles: object, message: str) -> None:
     with pytest.raises(ImageError, match=message):
         shuffle_tiles(torch.rand(1, 3, 20, 20), tiles)  # type: ignore[arg-type]
+
+
+def test_a_32_bit_float_tiff_in_0_1_keeps_its_brightness(tmp_path: Path) -> None:
+    """Mode F files (float TIFFs) hold [0, 1] values; reading them as 0-255 gave black."""
+    ramp = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (48, 1))
+    path = tmp_path / "ramp.tif"
+    Image.fromarray(ramp, mode="F").save(path)
+    image = load_image(path)
+    assert image.shape == (1, 3, 48, 64)
+    assert float(image.max()) == pytest.approx(1.0) and float(image.mean()) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("width", "height", "size"), [(2000, 20, 512), (30, 3000, 256)])
+def test_an_extreme_aspect_ratio_is_refused_not_stretched(
+    tmp_path: Path, width: int, height: int, size: int
+) -> None:
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (width, height), (200, 100, 50)).save(path)
+    with pytest.raises(ImageError, match=r"would be \d+ px on its short side, below 16 px "
+                                         r"\(stretching it would distort it\): crop it, or ask "
+                                         r"for a long side of at least \d+ px") as refused:
+        load_image(path, size)
+    needed = int(str(refused.value).split()[-2])
+    assert min(load_image(path, needed).shape[-2:]) >= 16
