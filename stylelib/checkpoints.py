@@ -50,8 +50,10 @@ def cpu_state(net: nn.Module, dtype: torch.dtype) -> StateDict:
     return {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
 
 
-def read_safetensors(path: Path, kind: WeightKind) -> tuple[StateDict, dict[str, str]]:
-    """Tensors and metadata of a safetensors file; anything else is refused, never unpickled."""
+def read_safetensors(path: Path, kind: WeightKind, fix: str | None = None
+                     ) -> tuple[StateDict, dict[str, str]]:
+    """Tensors and metadata of a safetensors file; anything else is refused, never unpickled.
+    ``fix`` replaces the advice for a damaged file (a checkpoint is not downloaded again)."""
     if not path.is_file():
         raise StylelibError(f"No weights file at {path}: check the path.")
     try:
@@ -59,10 +61,10 @@ def read_safetensors(path: Path, kind: WeightKind) -> tuple[StateDict, dict[str,
             metadata = handle.metadata() or {}
             state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as error:
+        advice = fix or (f"download the file again, or save it with {kind.save}")
         raise StylelibError(
             f"{path} is not a readable safetensors file ({error}). stylelib reads weights only "
-            "from safetensors and never unpickles .pt/.pth files, which can run code: download "
-            f"the file again, or save it with {kind.save}."
+            f"from safetensors and never unpickles .pt/.pth files, which can run code: {advice}."
         ) from None
     return state, metadata
 
@@ -203,7 +205,10 @@ def resume(
     kind: WeightKind,
 ) -> tuple[int, list[dict[str, float]], float]:
     """Load a checkpoint into ``net`` and ``optimizer``: its step, history and seconds."""
-    state, metadata = read_safetensors(path, kind)
+    start_over = (f"the checkpoint is damaged (an interrupted copy?); delete {path.name} and its "
+                  f"{path.stem}.optim-*.pt files to start this run over, or pass another "
+                  "checkpoint path")
+    state, metadata = read_safetensors(path, kind, start_over)
     if not {"step", "seconds", "optimizer", "settings"} <= metadata.keys():
         raise StylelibError(
             f"{path} holds weights but is not a checkpoint of {kind.train}: pass a new "

@@ -291,6 +291,16 @@ def test_ctrl_c_saves_the_step_it_ends_and_the_rerun_ends_bit_exact(
         torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
 
 
+def test_a_damaged_checkpoint_says_start_over_not_download_again(
+        runs: Runs, photos: list[Path], painting: torch.Tensor, tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(runs.checkpoint.read_bytes()[:100])  # a copy cut short
+    message = r"the checkpoint is damaged .*; delete damaged\.safetensors and its damaged\.optim"
+    with pytest.raises(StylelibError, match=message) as info:
+        train(painting, photos, checkpoint=damaged, **runs.settings)
+    assert "download" not in str(info.value)
+
+
 def test_resume_with_other_settings_is_refused(runs: Runs, photos: list[Path],
                                                painting: torch.Tensor) -> None:
     settings = {**runs.settings, "batch_size": 4}
