@@ -276,6 +276,19 @@ class Plan:
         return self.lr * warm * cool
 
 
+def _diverged(step: int, what: str, path: Path | None, saved_at: int | None) -> StylelibError:
+    """The error for a run whose loss or weights stopped being finite: nothing diverged is ever
+    saved, and the advice works (a resume with another lr is refused, so it names a new path)."""
+    kept = (f"checkpoint {path} still holds step {saved_at}, from before it diverged; "
+            if path is not None and saved_at is not None else "nothing diverged was saved; ")
+    fresh = (f"delete {path.name} and its {path.stem}.optim-*.pt files, or train into another "
+             "checkpoint path" if path is not None else "train again")
+    return StylelibError(
+        f"The training diverged at step {step} (the {what} became NaN or infinite): {kept}"
+        f"lower lr or the loss weights and {fresh}."
+    )
+
+
 @contextmanager
 def ctrl_c_at_step_end() -> Iterator[threading.Event]:
     """Turn the first Ctrl-C into a flag that the training loop reads at the end of its step,
@@ -333,6 +346,7 @@ def fit(
     previews: dict[int, torch.Tensor] = {}
     if path is not None and path.exists():
         done, history, seconds = resume(path, net, optimizer, plan.settings, plan.kind)
+    saved_at = done if path is not None and path.exists() else None
     started = time.perf_counter()
     net.train()
     with tqdm(total=plan.steps, initial=done, desc=plan.kind.network, disable=not plan.progress,
@@ -343,14 +357,13 @@ def fit(
             total.backward()  # type: ignore[no-untyped-call]
             history.append(losses)
             if not math.isfinite(float(total.detach())):
-                raise StylelibError(
-                    f"The loss diverged (NaN/inf) at step {done + 1}: lower lr or the loss weights "
-                    "and train into a new checkpoint."
-                )
+                raise _diverged(done + 1, "loss", path, saved_at)
             for group in optimizer.param_groups:
                 group["lr"] = plan.lr_at(done + 1)
             optimizer.step()
             done += 1
+            if not all(torch.isfinite(p).all() for p in net.parameters()):
+                raise _diverged(done, "weights", path, saved_at)
             out_of_time = (plan.minutes is not None
                            and time.perf_counter() - started >= plan.minutes * 60)
             interrupted = interrupt.is_set()  # read once: the checkpoint below must cover it
@@ -359,6 +372,7 @@ def fit(
             if path is not None and (done % plan.checkpoint_every == 0 or last):
                 elapsed = seconds + time.perf_counter() - started
                 save_checkpoint(path, net, optimizer, done, history, elapsed, plan.settings)
+                saved_at = done
             if preview is not None and (done % plan.preview_every == 0 or last):
                 with torch.no_grad():
                     previews[done] = preview()

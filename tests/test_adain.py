@@ -458,7 +458,7 @@ def test_training_options_are_on_the_card_and_must_match_to_resume(mirror: Path,
 def test_training_into_a_missing_folder_fails_before_training(mirror: Path, tmp_path: Path
                                                                ) -> None:
     out = tmp_path / "nowhere" / "decoder.safetensors"
-    with pytest.raises(StylelibError, match=r"Folder .*nowhere does not exist"):
+    with pytest.raises(StylelibError, match=r"folder .*nowhere does not exist; create it first"):
         adain_module.main(["--steps", "2", "--size", "32", "--out", str(out)])
     assert not out.parent.exists()
 

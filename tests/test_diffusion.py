@@ -130,7 +130,8 @@ def test_forward_process_runs_from_image_to_noise(painting: torch.Tensor) -> Non
 
 def test_training_lowers_the_denoising_loss(trained: TrainResult[PaintingPrior],
                                             paintings: Path) -> None:
-    crops = torch.cat([load_image(p, size=SIZE) for p in sorted(paintings.iterdir())] * 4)
+    crops = torch.cat([load_image(p, size=2 * SIZE)[..., :SIZE, :SIZE]
+                       for p in sorted(paintings.iterdir())] * 4)
     before = torch.stack([denoising_loss(toy_prior(), crops, seed) for seed in range(8)]).mean()
     with torch.no_grad():
         after = torch.stack([denoising_loss(trained.net, crops, s) for s in range(8)]).mean()

@@ -301,6 +301,25 @@ def test_a_damaged_checkpoint_says_start_over_not_download_again(
     assert "download" not in str(info.value)
 
 
+def test_a_diverging_run_keeps_its_last_good_checkpoint_and_says_how_to_retry(
+        runs: Runs, photos: list[Path], painting: torch.Tensor, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "diverged.safetensors"
+    settings = {**runs.settings, "checkpoint_every": 1}
+
+    def blow_up_after_step_2(step: int, losses: dict[str, float], net: TransformerNet) -> None:
+        if step == 2:
+            with torch.no_grad():
+                next(net.parameters()).fill_(float("inf"))
+
+    with pytest.raises(StylelibError, match=r"diverged at step 3 .*: checkpoint .* still holds "
+                                            r"step 2, from before it diverged; lower lr .* delete "
+                                            r"diverged\.safetensors"):
+        train(painting, photos, checkpoint=checkpoint, callback=blow_up_after_step_2, **settings)
+    rest = train(painting, photos, checkpoint=checkpoint, **settings)  # resumable, finite
+    assert rest.steps_done == 6
+    assert all(torch.isfinite(p).all() for p in rest.net.parameters())
+
+
 def test_resume_with_other_settings_is_refused(runs: Runs, photos: list[Path],
                                                painting: torch.Tensor) -> None:
     settings = {**runs.settings, "batch_size": 4}
