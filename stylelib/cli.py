@@ -67,10 +67,12 @@ def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.devic
     elif Path(args.style).stem == diffusion.PRIOR_PAINTING:
         prior = diffusion.pretrained(str(device))
     else:
+        stem = Path(args.style).stem
         raise StylelibError(
             f"No bundled painting prior for {args.style!r}: the book ships one for "
-            f"{diffusion.PRIOR_PAINTING}; train one with `python -m stylelib.diffusion "
-            f"{Path(args.style).stem}` and pass its .safetensors file."
+            f"{diffusion.PRIOR_PAINTING}. Train one with `python -m stylelib.diffusion "
+            f"{args.style} --out prior_{stem}.safetensors`, then pass prior_{stem}.safetensors "
+            "as STYLE."
         )
     return diffusion.sdedit(prior, content, _or(args.strength, 0.5), steps=args.steps or 50)
 

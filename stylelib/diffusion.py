@@ -679,16 +679,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         epilog=f"example: python -m stylelib.diffusion {PRIOR_PAINTING} --steps {PRIOR_STEPS}",
     )
     parser.add_argument("painting", nargs="?", default=PRIOR_PAINTING,
-                        help=f"painting asset name ({PRIOR_PAINTING})")
+                        help=f"painting: a book image name ({PRIOR_PAINTING}) or an image file "
+                             "(its prior is then written beside the current folder's files)")
     add_training_arguments(parser, steps=PRIOR_STEPS, size=32, batch_size=32, lr=2e-4,
                            what="prior")
     parser.add_argument("--channels", default=",".join(map(str, PRIOR_CHANNELS)),
                         help=argparse.SUPPRESS)  # UNet widths; tests train a tiny one
     args = parser.parse_args(argv)
-    out = weights_output(args.out, prior_path(args.painting))
+    own = Path(args.painting).expanduser()
+    if own.is_file():
+        painting_file, credit = own, f"{own.name}: the reader's own painting"
+        default_out = Path(f"prior_{own.stem}.safetensors")
+    else:
+        asset = assets.resolve(args.painting)
+        painting_file, credit = assets.fetch(args.painting), (
+            f"{asset.name}: {asset.credit} ({asset.licence})")
+        default_out = prior_path(Path(asset.name).stem)
+    out = weights_output(args.out, default_out)
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
     channels = tuple(int(c) for c in args.channels.split(","))
-    asset = assets.resolve(args.painting)
     earlier: dict[str, str] = {}
     if args.start_from:
         prior = load_prior(args.start_from, "cpu")
@@ -697,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prior = seeded(lambda: PaintingPrior(prior_unet(channels, 2, args.size,
                                                         math.gcd(32, *channels))), args.seed)
     result = train_prior(
-        [assets.fetch(args.painting)], steps=args.steps, prior=prior, size=args.size,
+        [painting_file], steps=args.steps, prior=prior, size=args.size,
         scale=args.scale, batch_size=args.batch_size, lr=args.lr, device=args.device,
         checkpoint=checkpoint, checkpoint_every=250, seed=args.seed, minutes=args.minutes,
     )
@@ -708,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                  f"{tuple(config['block_out_channels'])}, {config['layers_per_block']} layers "
                  f"per block, {parameters / 1e6:.2f} M parameters), linear 1000-step schedule; "
                  "stylelib.diffusion.PaintingPrior, fp16",
-        "painting": f"{asset.name}: {asset.credit} ({asset.licence})",
+        "painting": credit,
         "data": f"random {args.size} px crops of this one painting resized to a long side of "
                 f"{args.scale} px",
         **run_fields(result, f"batch {args.batch_size}, lr {args.lr} (warm-up 100), seed "

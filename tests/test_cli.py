@@ -77,6 +77,32 @@ def test_sdedit_without_a_prior_for_the_painting_says_how_to_train_one(
     assert "python -m stylelib.diffusion the_scream" in error
 
 
+def test_the_advised_prior_command_works_for_a_readers_own_painting(
+    mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Follow the message word for word (at toy size): train, then stylise with the file."""
+    import shlex
+
+    from stylelib import diffusion
+
+    monkeypatch.chdir(tmp_path)
+    Image.open(mirror / "style" / "the_scream.jpg").resize((48, 60)).save("my_painting.png")
+    argv = ["stylize", "tubingen", "my_painting.png", "-o", "out.png", "--method", "sdedit",
+            "--size", "32", "--steps", "4"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    advice = shlex.split(error.split("`")[1])
+    assert advice[:3] == ["python", "-m", "stylelib.diffusion"]
+    diffusion.main([*advice[3:], "--steps", "2", "--size", "16", "--scale", "24", "--batch-size",
+                    "2", "--channels", "8,8,8"])
+    prior_file = error.split("then pass ")[1].split(" as STYLE")[0]
+    assert main([*argv[:2], prior_file, *argv[3:]]) == 0
+    assert Image.open("out.png").size == (32, 24)
+    card = diffusion.load_prior(prior_file, "cpu").card
+    assert card["painting"] == "my_painting.png: the reader's own painting"
+
+
 def test_fast_accepts_a_trained_weights_file(mirror: Path, tmp_path: Path) -> None:
     weights = Path(__file__).parents[1] / "stylelib" / "weights" / "fast_great_wave.safetensors"
     out = tmp_path / "out.jpg"
