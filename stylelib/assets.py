@@ -158,6 +158,11 @@ def fetch(name: str) -> Path:
     asset = resolve(name)
     mirror = os.environ.get(MIRROR_ENV)
     if mirror:
+        if not Path(mirror).expanduser().is_dir():
+            raise AssetError(
+                f"{MIRROR_ENV}={mirror} is not a folder: point it at a copy of the course's "
+                f"asset folder (for this course's CI: ../shared/assets), or unset it to download."
+            )
         mirrored = Path(mirror).expanduser() / asset.name
         if mirrored.is_file():
             return _verified(mirrored, asset, f"mirror ${MIRROR_ENV}")

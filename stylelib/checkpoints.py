@@ -129,7 +129,7 @@ def weights_output(path: Path | None, default: Path) -> Path:
     """The ``--out`` of a training command, checked before any training: a ``.safetensors``
     file in an existing folder (weights are never written under another format's name)."""
     out = (path or default).expanduser()
-    if out.suffix != ".safetensors":
+    if out.suffix.lower() != ".safetensors":
         raise StylelibError(
             f"--out {out} would hold weights under a {out.suffix or 'missing'!r} extension: "
             f"name it {out.with_suffix('.safetensors').name} instead."
@@ -289,27 +289,36 @@ def _diverged(step: int, what: str, path: Path | None, saved_at: int | None) -> 
     )
 
 
+@dataclass
+class StopRequest:
+    """Set by the first SIGINT or SIGTERM of a training run: which signal, if any."""
+
+    signum: int | None = None
+
+
 @contextmanager
-def ctrl_c_at_step_end() -> Iterator[threading.Event]:
-    """Turn the first Ctrl-C into a flag that the training loop reads at the end of its step,
-    so it can save a checkpoint of a complete step; a second Ctrl-C stops at once. Outside the
-    main thread (where signals cannot be caught) the flag is never set."""
-    flag = threading.Event()
+def stop_at_step_end() -> Iterator[StopRequest]:
+    """Turn the first Ctrl-C (or SIGTERM, as a job scheduler sends) into a request that the
+    training loop reads at the end of its step, so it saves a checkpoint of a complete step; a
+    second Ctrl-C stops at once. Outside the main thread (where signals cannot be caught)
+    nothing is requested."""
+    request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield flag
+        yield request
         return
 
     def first(signum: int, frame: object) -> None:
-        flag.set()
+        request.signum = signum
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\nCtrl-C: saving a checkpoint at the end of this step (again to stop now).",
-              file=sys.stderr)
+        print("\nStopping: saving a checkpoint at the end of this step (Ctrl-C again to stop "
+              "now).", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, first)
+    previous = {s: signal.signal(s, first) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield flag
+        yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def fit(
@@ -350,7 +359,7 @@ def fit(
     started = time.perf_counter()
     net.train()
     with tqdm(total=plan.steps, initial=done, desc=plan.kind.network, disable=not plan.progress,
-              leave=False) as bar, ctrl_c_at_step_end() as interrupt:
+              leave=False) as bar, stop_at_step_end() as interrupt:
         for batch in batches(done):
             optimizer.zero_grad()
             total, losses = step(batch)
@@ -366,8 +375,8 @@ def fit(
                 raise _diverged(done, "weights", path, saved_at)
             out_of_time = (plan.minutes is not None
                            and time.perf_counter() - started >= plan.minutes * 60)
-            interrupted = interrupt.is_set()  # read once: the checkpoint below must cover it
-            stop = out_of_time or interrupted
+            interrupted = interrupt.signum  # read once: the checkpoint below must cover it
+            stop = out_of_time or interrupted is not None
             last = done == plan.steps or stop
             if path is not None and (done % plan.checkpoint_every == 0 or last):
                 elapsed = seconds + time.perf_counter() - started
@@ -380,11 +389,13 @@ def fit(
             bar.set_postfix(loss=f"{float(total.detach()):.4g}")
             if callback is not None:
                 callback(done, losses, net)
-            if interrupted and done < plan.steps:
+            if interrupted is not None and done < plan.steps:
                 saved = (f"checkpoint {path} saved at that step: run the same command again to "
                          "go on from there" if path is not None else
                          "nothing was saved (no checkpoint path was given)")
-                raise StoppedError(f"Ctrl-C: stopped after step {done} of {plan.steps}; {saved}.")
+                name = signal.Signals(interrupted).name
+                raise StoppedError(f"{name}: stopped after step {done} of {plan.steps}; {saved}.",
+                                   interrupted)
             if stop:
                 break
     return TrainResult(net.eval(), history, seconds + time.perf_counter() - started, done, previews)

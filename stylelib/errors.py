@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 
@@ -20,7 +22,11 @@ class ImageError(StylelibError, ValueError):
 
 
 class StoppedError(StylelibError):
-    """The user stopped a run with Ctrl-C after what could be saved was saved."""
+    """A run was stopped by Ctrl-C (SIGINT) or SIGTERM after what could be saved was saved."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.status = 128 + signum
 
 
 def check_int(
@@ -44,23 +50,32 @@ def check_number(value: float, name: str, minimum: float = 0.0, *, strict: bool 
     return value
 
 
-INTERRUPTED = 130
-"""The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it."""
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM as an exception, so a stopped command cleans up like one stopped by Ctrl-C."""
+    raise KeyboardInterrupt(signum)
 
 
 def command(run: Callable[[], object]) -> int:
     """Run a command-line entry point: bad input (a StylelibError or ValueError) ends it with
-    one ``error:`` line on stderr and exit status 2 instead of a traceback; Ctrl-C with one
-    ``interrupted:`` line and status 130."""
+    one ``error:`` line on stderr and exit status 2 instead of a traceback; Ctrl-C or SIGTERM
+    with one ``interrupted:`` line and status 130 or 143 (128 + the signal), as shells do."""
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         run()
     except StoppedError as stop:
         print(f"interrupted: {stop}", file=sys.stderr)
-        return INTERRUPTED
-    except KeyboardInterrupt:
-        print("interrupted: stopped by Ctrl-C; no output was written.", file=sys.stderr)
-        return INTERRUPTED
+        return stop.status
+    except KeyboardInterrupt as stop:
+        signum = stop.args[0] if stop.args else signal.SIGINT
+        print("interrupted: stopped by "
+              f"{'SIGTERM' if signum == signal.SIGTERM else 'Ctrl-C'}; no output was written.",
+              file=sys.stderr)
+        return 128 + signum
     except (StylelibError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
     return 0

@@ -247,3 +247,11 @@ def test_a_cache_that_is_a_file_is_named_as_the_cause(
                                          r"STYLELIB_CACHE_DIR to a writable folder") as info:
         assets.fetch("udnie")
     assert "internet" not in str(info.value)
+
+
+def test_a_mirror_variable_that_names_no_folder_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(assets.MIRROR_ENV, str(tmp_path / "typo"))
+    with pytest.raises(AssetError, match=r"STYLELIB_ASSETS_DIR=.*typo is not a folder: point it"):
+        assets.fetch("udnie")

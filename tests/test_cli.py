@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -171,18 +172,21 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(
     assert victim.read_bytes() == before
 
 
-def test_ctrl_c_during_stylize_is_one_line_and_no_file(
+@pytest.mark.parametrize(("signum", "status", "name"), [(signal.SIGINT, 130, "Ctrl-C"),
+                                                         (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_or_sigterm_during_stylize_is_one_line_and_no_file(
     mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, signum: signal.Signals, status: int, name: str,
 ) -> None:
-    def pressed(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
+    def signalled(*args: object, **kwargs: object) -> None:
+        signal.raise_signal(signum)
 
-    monkeypatch.setattr(gatys, "stylize", pressed)
+    monkeypatch.setattr(gatys, "stylize", signalled)
     out = tmp_path / "out.png"
-    assert main(["stylize", "tubingen", "starry_night", "-o", str(out), "--size", "32"]) == 130
-    assert capsys.readouterr().err == "interrupted: stopped by Ctrl-C; no output was written.\n"
+    assert main(["stylize", "tubingen", "starry_night", "-o", str(out), "--size", "32"]) == status
+    assert capsys.readouterr().err == f"interrupted: stopped by {name}; no output was written.\n"
     assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_unknown_method_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:

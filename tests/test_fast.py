@@ -266,10 +266,11 @@ def test_a_time_limit_stops_at_a_checkpoint_that_the_next_call_goes_on_from(
         train(painting, photos, checkpoint=checkpoint, minutes=-1.0, **runs.settings)
 
 
-@pytest.mark.parametrize("at_step", [2, 5])
+@pytest.mark.parametrize(("at_step", "signum"), [(2, signal.SIGINT), (5, signal.SIGINT),
+                                               (4, signal.SIGTERM)])
 def test_ctrl_c_saves_the_step_it_ends_and_the_rerun_ends_bit_exact(
         runs: Runs, photos: list[Path], painting: torch.Tensor, tmp_path: Path,
-        at_step: int) -> None:
+        at_step: int, signum: signal.Signals) -> None:
     """A real SIGINT in the middle of a run (between checkpoints, at steps 2 and 5 of 6 with
     checkpoints every 3): the run finishes that step, saves it and stops with one message; the
     same call again ends with the uninterrupted run's weights, bit for bit."""
@@ -277,11 +278,14 @@ def test_ctrl_c_saves_the_step_it_ends_and_the_rerun_ends_bit_exact(
 
     def press_ctrl_c(step: int, losses: dict[str, float], net: TransformerNet) -> None:
         if step == at_step - 1:
-            signal.raise_signal(signal.SIGINT)  # arrives during the next step's work
+            signal.raise_signal(signum)  # arrives during the next step's work
 
-    with pytest.raises(StoppedError, match=f"stopped after step {at_step} of 6; checkpoint "):
+    with pytest.raises(StoppedError, match=f"{signum.name}: stopped after step {at_step} of 6; "
+                                           "checkpoint ") as stopped:
         train(painting, photos, checkpoint=checkpoint, callback=press_ctrl_c, **runs.settings)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert stopped.value.status == 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     seen: list[int] = []
     rest = train(painting, photos, checkpoint=checkpoint,
                  callback=lambda step, losses, net: seen.append(step), **runs.settings)
