@@ -42,6 +42,28 @@ def statistics_error(image: torch.Tensor, style: torch.Tensor, extractor: Featur
     return total
 
 
+@torch.no_grad()
+def content_error(image: torch.Tensor, photo: torch.Tensor, extractor: FeatureExtractor,
+                  layer: str = "relu2_2") -> float:
+    """Relative error of ``image``'s features at ``layer`` to the photo's. At ``relu2_2`` (where
+    Johnson et al. measure content) it sees edges and small shapes, so it catches a result that
+    keeps the photo's layout at ``relu4_2`` but paints over its houses and windows."""
+    ours = extractor(check_image(image))[layer]
+    theirs = extractor(check_image(photo, "photo"))[layer]
+    return float(relative_error(ours, theirs))
+
+
+def style_separation(outputs: Sequence[torch.Tensor], extractor: FeatureExtractor) -> float:
+    """How different one photo's results for different paintings are: the mean, over ordered
+    pairs, of :func:`statistics_error` between two results. A method that paints every painting
+    alike scores near 0; compare it with Gatys's results for the same paintings."""
+    if len(outputs) < 2:
+        raise ValueError(f"style_separation needs results for at least 2 paintings, got "
+                         f"{len(outputs)}.")
+    pairs = [(a, b) for i, a in enumerate(outputs) for j, b in enumerate(outputs) if i != j]
+    return sum(statistics_error(a, b, extractor) for a, b in pairs) / len(pairs)
+
+
 def ssim(image: torch.Tensor, reference: torch.Tensor) -> float:
     """Structural similarity (Wang et al. 2004) of two same-size RGB images in [0, 1]."""
     image, reference = check_image(image), check_image(reference, "reference")
