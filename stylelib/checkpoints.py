@@ -13,7 +13,6 @@ import json
 import math
 import pickle
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -276,13 +275,18 @@ class Plan:
         return self.lr * warm * cool
 
 
+def finite(net: nn.Module) -> bool:
+    """Whether every weight of ``net`` is finite (one device sync, however many tensors)."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all())
+
+
 def _diverged(step: int, what: str, path: Path | None, saved_at: int | None) -> StylelibError:
     """The error for a run whose loss or weights stopped being finite: nothing diverged is ever
     saved, and the advice works (a resume with another lr is refused, so it names a new path)."""
     kept = (f"checkpoint {path} still holds step {saved_at}, from before it diverged; "
             if path is not None and saved_at is not None else "nothing diverged was saved; ")
     fresh = (f"delete {path.name} and its {path.stem}.optim-*.pt files, or train into another "
-             "checkpoint path" if path is not None else "train again")
+             "checkpoint path" if path is not None and saved_at is not None else "train again")
     return StylelibError(
         f"The training diverged at step {step} (the {what} became NaN or infinite): {kept}"
         f"lower lr or the loss weights and {fresh}."
@@ -300,20 +304,20 @@ class StopRequest:
 def stop_at_step_end() -> Iterator[StopRequest]:
     """Turn the first Ctrl-C (or SIGTERM, as a job scheduler sends) into a request that the
     training loop reads at the end of its step, so it saves a checkpoint of a complete step; a
-    second Ctrl-C stops at once. Outside the main thread (where signals cannot be caught)
-    nothing is requested."""
+    second Ctrl-C stops at once (a second SIGTERM is absorbed: the step ends anyway). Signals
+    set to be ignored stay ignored; outside the main thread nothing is requested."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
 
     def first(signum: int, frame: object) -> None:
-        request.signum = signum
+        request.signum = signum  # only a flag: printing here could collide with tqdm's writes
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\nStopping: saving a checkpoint at the end of this step (Ctrl-C again to stop "
-              "now).", file=sys.stderr)
 
-    previous = {s: signal.signal(s, first) for s in (signal.SIGINT, signal.SIGTERM)}
+    caught = [s for s in (signal.SIGINT, signal.SIGTERM)
+              if signal.getsignal(s) is not signal.SIG_IGN]  # nohup'd runs stay immune
+    previous = {s: signal.signal(s, first) for s in caught}
     try:
         yield request
     finally:
@@ -371,14 +375,14 @@ def fit(
                 group["lr"] = plan.lr_at(done + 1)
             optimizer.step()
             done += 1
-            if not all(torch.isfinite(p).all() for p in net.parameters()):
-                raise _diverged(done, "weights", path, saved_at)
             out_of_time = (plan.minutes is not None
                            and time.perf_counter() - started >= plan.minutes * 60)
             interrupted = interrupt.signum  # read once: the checkpoint below must cover it
             stop = out_of_time or interrupted is not None
             last = done == plan.steps or stop
             if path is not None and (done % plan.checkpoint_every == 0 or last):
+                if not finite(net):  # never save a diverged network over a good checkpoint
+                    raise _diverged(done, "weights", path, saved_at)
                 elapsed = seconds + time.perf_counter() - started
                 save_checkpoint(path, net, optimizer, done, history, elapsed, plan.settings)
                 saved_at = done

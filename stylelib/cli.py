@@ -8,13 +8,15 @@ stderr (exit status 2) and no output file.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from stylelib import adain, bench, bundled, fast, gatys
+from stylelib import adain, assets, bench, bundled, fast, gatys
 from stylelib.errors import StylelibError, command
 from stylelib.files import same_file
 from stylelib.images import check_output, load_image, save_image
@@ -71,8 +73,8 @@ def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.devic
         raise StylelibError(
             f"No bundled painting prior for {args.style!r}: the book ships one for "
             f"{diffusion.PRIOR_PAINTING}. Train one with `python -m stylelib.diffusion "
-            f"{args.style} --out prior_{stem}.safetensors`, then pass prior_{stem}.safetensors "
-            "as STYLE."
+            f"{shlex.quote(args.style)} --out {shlex.quote(f'prior_{stem}.safetensors')}`, then "
+            f"pass prior_{stem}.safetensors as STYLE."
         )
     return diffusion.sdedit(prior, content, _or(args.strength, 0.5), steps=args.steps or 50)
 
@@ -123,15 +125,29 @@ METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "
                               "magenta": _magenta}
 
 
+def _where(source: str) -> list[Path]:
+    """The files an input argument may be read from: the path itself, or for a book image name
+    its copies in the mirror and the download cache."""
+    if Path(source).expanduser().exists():
+        return [Path(source).expanduser()]
+    try:
+        name = assets.resolve(source).name
+    except StylelibError:
+        return []
+    mirror = os.environ.get(assets.MIRROR_ENV)
+    places = [Path(mirror).expanduser() / name] if mirror else []
+    return [p for p in [*places, assets.cache_dir() / name] if p.exists()]
+
+
 def _stylize(args: argparse.Namespace) -> None:
     """Check the output path and arguments, stylise, save atomically, report the time."""
     get_profile()  # an unknown $STYLELIB_PROFILE is an error here as in the notebooks
     out = check_output(args.output)
     for role in ("content", "style"):
         given = getattr(args, role)
-        if Path(given).expanduser().exists() and same_file(given, out):
+        if any(same_file(source, out) for source in _where(given)):
             raise StylelibError(
-                f"-o {args.output} is the {role} image {given}: writing there would destroy "
+                f"-o {args.output} is the {role} image {given}: writing there would replace "
                 "it. Pick another output file name."
             )
     _check_knobs(args)

@@ -66,7 +66,9 @@ def _gatys(profile: Profile) -> Method:
 
         return paint, _megabytes(loss_network)
 
-    return Method("gatys", f"Gatys optimisation ({profile.steps} L-BFGS steps)",
+    levels = gatys.default_scales(profile.size)
+    per_level = f" at each of {levels} scales, coarse to fine" if levels > 1 else ""
+    return Method("gatys", f"Gatys optimisation ({profile.steps} L-BFGS steps{per_level})",
                   "none: optimises every image", None, load)
 
 

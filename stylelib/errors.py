@@ -59,7 +59,9 @@ def command(run: Callable[[], object]) -> int:
     """Run a command-line entry point: bad input (a StylelibError or ValueError) ends it with
     one ``error:`` line on stderr and exit status 2 instead of a traceback; Ctrl-C or SIGTERM
     with one ``interrupted:`` line and status 130 or 143 (128 + the signal), as shells do."""
-    if threading.current_thread() is threading.main_thread():
+    catch = (threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN)
+    if catch:
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         run()
@@ -68,14 +70,13 @@ def command(run: Callable[[], object]) -> int:
         return stop.status
     except KeyboardInterrupt as stop:
         signum = stop.args[0] if stop.args else signal.SIGINT
-        print("interrupted: stopped by "
-              f"{'SIGTERM' if signum == signal.SIGTERM else 'Ctrl-C'}; no output was written.",
-              file=sys.stderr)
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"interrupted: stopped by {name}; no file was left half-written.", file=sys.stderr)
         return 128 + signum
     except (StylelibError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
-        if threading.current_thread() is threading.main_thread():
+        if catch:
             signal.signal(signal.SIGTERM, previous)
     return 0

@@ -23,17 +23,25 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     file is removed and ``path`` keeps its earlier contents.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
     handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
                                     dir=path.parent)
-    os.close(handle)
     temporary = Path(name)
     try:
+        os.close(handle)
         write(temporary)
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, mode)  # mkstemp makes 0600; keep the old file's or the umask's
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it; put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

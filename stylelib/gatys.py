@@ -164,12 +164,15 @@ def stylize(
     ).to(content.device)
     full_side = max(target.shape[-2:])
     levels = default_scales(full_side) if scales is None else scales
+    if scales is None:  # a narrow image gets fewer levels rather than a stretched coarse one
+        while levels > 1 and min(target.shape[-2:]) // 2 ** (levels - 1) < MIN_SIDE:
+            levels -= 1
     generator = torch.Generator().manual_seed(seed)
     image: torch.Tensor | None = None
     history: list[dict[str, float]] = []
     for level, side in enumerate(_scales(full_side, levels)):
         level_content = resize(target, side)
-        style_side = round(max(style.shape[-2:]) * side / full_side)
+        style_side = max(MIN_SIDE, round(max(style.shape[-2:]) * side / full_side))
         loss.set_content(level_content)
         loss.set_style(resize(style, style_side))
         if image is not None:

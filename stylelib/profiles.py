@@ -88,7 +88,7 @@ def pick_device(name: str | None = None) -> torch.device:
             raise ValueError(
                 f"Device {chosen!r} (from {where}) is not available on this machine: use cpu"
                 + ", cuda" * torch.cuda.is_available() + ", mps" * available["mps"]
-                + f", or unset {DEVICE_ENV}.")
+                + (".", f", or unset {DEVICE_ENV}.")[name is None])
         if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
             raise ValueError(f"Device {chosen!r} (from {where}) does not exist: this machine has "
                              f"{torch.cuda.device_count()} CUDA device(s).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,12 +165,28 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(
         out.symlink_to(victim)
     else:
         out.hardlink_to(victim)
-    status = main(["stylize", str(photo), str(painting), "-o", str(out), "--method", "fast",
-                   "--size", "32"])
-    assert status == 2
+    argv = ["stylize", str(photo), str(painting), "-o", str(out), "--steps", "1", "--size", "32"]
+    assert main(argv) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and f"is the {role} image" in error
     assert victim.read_bytes() == before
+    assert main([*argv[:3], "-o", str(tmp_path / "elsewhere.png"), *argv[5:]]) == 0  # it runs
+
+
+def test_output_into_the_mirror_copy_of_a_named_input_is_refused(
+    mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A book image given by name is read from the mirror; -o may not point there either."""
+    copy = tmp_path / "mirror"
+    shutil.copytree(mirror / "content", copy / "content")
+    monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(copy))
+    target = copy / "content" / "tubingen.jpg"
+    before = target.read_bytes()
+    assert main(["stylize", "tubingen", "the_scream", "-o", str(target), "--method", "fast",
+                 "--size", "32"]) == 2
+    assert "is the content image tubingen" in capsys.readouterr().err
+    assert target.read_bytes() == before
 
 
 @pytest.mark.parametrize(("signum", "status", "name"), [(signal.SIGINT, 130, "Ctrl-C"),
@@ -184,7 +201,8 @@ def test_ctrl_c_or_sigterm_during_stylize_is_one_line_and_no_file(
     monkeypatch.setattr(gatys, "stylize", signalled)
     out = tmp_path / "out.png"
     assert main(["stylize", "tubingen", "starry_night", "-o", str(out), "--size", "32"]) == status
-    assert capsys.readouterr().err == f"interrupted: stopped by {name}; no output was written.\n"
+    expected = f"interrupted: stopped by {name}; no file was left half-written.\n"
+    assert capsys.readouterr().err == expected
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from stylelib.checkpoints import Plan
@@ -504,3 +504,27 @@ def test_photo_crops_recolour_turns_hues_per_crop(photos: list[Path]) -> None:
     assert torch.equal(turned[3], PhotoCrops(photos, 32, seed=0, recolour=True)[3])
     assert not torch.allclose(turned[3], plain[3], atol=0.02)
     assert (turned[3].mean(0) - plain[3].mean(0)).abs().mean() < 0.02
+
+
+def test_a_diverged_network_is_never_saved_over_a_good_checkpoint(tmp_path: Path) -> None:
+    """The loss stays finite while the update itself makes a weight infinite: the check before
+    each save stops the run and leaves the step-1 checkpoint as it was."""
+    from stylelib import checkpoints
+
+    net = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    path = tmp_path / "toy.safetensors"
+    plan = checkpoints.Plan(3, 0.1, 0, path, 1, {}, KIND, progress=False)
+
+    def step(batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        total = net(batch).pow(2).mean()
+        if len(list(tmp_path.glob("*.optim-*.pt"))) == 1:  # after step 1 was saved
+            with torch.no_grad():
+                net.bias.fill_(float("inf"))  # the loss above was computed before this
+        return total, {"total": float(total.detach())}
+
+    with pytest.raises(StylelibError, match=r"diverged at step 2 \(the weights became NaN or "
+                                            r"infinite\): checkpoint .* still holds step 1"):
+        checkpoints.fit(net, optimizer, plan, lambda done: [torch.ones(1, 2)] * (3 - done), step)
+    state = load_file(str(path))
+    assert all(torch.isfinite(t).all() for t in state.values())

@@ -130,10 +130,12 @@ def test_default_pyramid_starts_between_128_and_255_px_above_the_books_size(
 
 
 def test_large_outputs_are_solved_coarse_to_fine_by_default(
-    monkeypatch: pytest.MonkeyPatch, photo: torch.Tensor, painting: torch.Tensor
+    monkeypatch: pytest.MonkeyPatch, mirror_dir: Path, photo: torch.Tensor,
+    painting: torch.Tensor,
 ) -> None:
     """Without ``scales``, ``stylize`` asks :func:`default_scales` for the output's side (a
-    stand-in rule keeps the test at 32 px); an explicit ``scales`` wins."""
+    stand-in rule keeps the test small); an explicit ``scales`` wins; and an image too narrow
+    for the rule's coarsest level gets fewer levels instead of a stretched one."""
     asked: list[int] = []
 
     def two_levels(side: int) -> int:
@@ -141,11 +143,14 @@ def test_large_outputs_are_solved_coarse_to_fine_by_default(
         return 2
 
     monkeypatch.setattr(gatys, "default_scales", two_levels)
-    by_default = stylize(photo, painting, steps=1, backbone=HED, progress=False)
-    assert asked == [32]
+    wide = load_image(mirror_dir / "content" / "tubingen.jpg", size=48)  # 48 x 36
+    by_default = stylize(wide, painting, steps=1, backbone=HED, progress=False)
+    assert asked == [48]
     assert [entry["scale"] for entry in by_default.history] == [0, 1]
-    told = stylize(photo, painting, steps=1, scales=1, backbone=HED, progress=False)
-    assert [entry["scale"] for entry in told.history] == [0] and asked == [32]
+    told = stylize(wide, painting, steps=1, scales=1, backbone=HED, progress=False)
+    assert [entry["scale"] for entry in told.history] == [0] and asked == [48]
+    narrow = stylize(photo, painting, steps=1, backbone=HED, progress=False)  # 32 x 24: 12 px
+    assert [entry["scale"] for entry in narrow.history] == [0]
 
 
 def test_stylize_starts_from_the_content_or_from_noise(

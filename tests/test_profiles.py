@@ -69,7 +69,7 @@ def test_pick_device_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("name", ["cuda", "cuda:0", "mps"])
 def test_accelerator_requested_where_there_is_none(no_accelerator: None, name: str) -> None:
     message = rf"Device '{name}' \(from --device/argument\) is not available on this machine: "
-    with pytest.raises(ValueError, match=message + "use cpu, or unset STYLELIB_DEVICE"):
+    with pytest.raises(ValueError, match=message + r"use cpu\.$"):
         pick_device(name)
 
 
