@@ -132,6 +132,28 @@ def _short(error: Exception) -> str:
     return f"{type(error).__name__}: {text[:160]}"
 
 
+def _mirror_file(asset: Asset) -> Path | None:
+    """Where ``$STYLELIB_ASSETS_DIR`` would hold the asset (``None`` when it is unset); a
+    variable that names no folder is an error, not a silent fallback to downloading."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror:
+        return None
+    if not Path(mirror).expanduser().is_dir():
+        raise AssetError(
+            f"{MIRROR_ENV}={mirror} is not a folder: point it at a copy of the course's "
+            "asset folder (for this course's CI: ../shared/assets), or unset it to download."
+        )
+    return Path(mirror).expanduser() / asset.name
+
+
+def local_copies(name: str) -> list[Path]:
+    """The files on this machine that :func:`fetch` may return for ``name`` (mirror copy,
+    download cache), for callers that must not overwrite them."""
+    asset = resolve(name)
+    places = [_mirror_file(asset), cache_dir() / asset.name]
+    return [place for place in places if place is not None and place.exists()]
+
+
 def _check_writable(folder: Path) -> None:
     """Fail with the real cause when the download cache cannot hold a file, before a download
     is tried (its error would otherwise read like a network failure)."""
@@ -157,15 +179,9 @@ def fetch(name: str) -> Path:
     """
     asset = resolve(name)
     mirror = os.environ.get(MIRROR_ENV)
-    if mirror:
-        if not Path(mirror).expanduser().is_dir():
-            raise AssetError(
-                f"{MIRROR_ENV}={mirror} is not a folder: point it at a copy of the course's "
-                f"asset folder (for this course's CI: ../shared/assets), or unset it to download."
-            )
-        mirrored = Path(mirror).expanduser() / asset.name
-        if mirrored.is_file():
-            return _verified(mirrored, asset, f"mirror ${MIRROR_ENV}")
+    mirrored = _mirror_file(asset)
+    if mirrored is not None and mirrored.is_file():
+        return _verified(mirrored, asset, f"mirror ${MIRROR_ENV}")
     cached = cache_dir() / asset.name
     if cached.is_file():
         return _verified(cached, asset, "download cache")

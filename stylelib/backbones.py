@@ -364,7 +364,6 @@ def feature_maps(extractor: FeatureExtractor, image: torch.Tensor, layer: str) -
     return maps
 
 
-
 @torch.no_grad()
 def channel_means(photos: Sequence[str | Path], size: int = 256, backbone: str = DEFAULT
                   ) -> dict[str, torch.Tensor]:

@@ -357,9 +357,10 @@ def fit(
     done, seconds = 0, 0.0
     history: list[dict[str, float]] = []
     previews: dict[int, torch.Tensor] = {}
+    saved_at: int | None = None  # the step the checkpoint file holds
     if path is not None and path.exists():
         done, history, seconds = resume(path, net, optimizer, plan.settings, plan.kind)
-    saved_at = done if path is not None and path.exists() else None
+        saved_at = done
     started = time.perf_counter()
     net.train()
     with tqdm(total=plan.steps, initial=done, desc=plan.kind.network, disable=not plan.progress,

@@ -8,7 +8,6 @@ stderr (exit status 2) and no output file.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +41,7 @@ def _gatys(args: argparse.Namespace, content: torch.Tensor, device: torch.device
     """Optimise the image (chapter 3)."""
     style = load_image(args.style, args.size, device=device)
     return gatys.stylize(content, style, steps=args.steps or 100,
-                         style_weight=_or(args.style_weight, 10.0), scales=args.scales).image
+                         style_weight=args.style_weight, scales=args.scales).image
 
 
 def _fast(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -56,7 +55,7 @@ def _adain(args: argparse.Namespace, content: torch.Tensor, device: torch.device
     """One AdaIN pass with the bundled decoder (chapter 5), any style."""
     model = adain.pretrained(device)
     style = load_image(args.style, args.size, device=device)
-    return adain.stylize(model, content, style, alpha=_or(args.alpha, 1.0))
+    return adain.stylize(model, content, style, alpha=args.alpha)
 
 
 def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -76,7 +75,7 @@ def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.devic
             f"{shlex.quote(args.style)} --out {shlex.quote(f'prior_{stem}.safetensors')}`, then "
             f"pass prior_{stem}.safetensors as STYLE."
         )
-    return diffusion.sdedit(prior, content, _or(args.strength, 0.5), steps=args.steps or 50)
+    return diffusion.sdedit(prior, content, args.strength, steps=args.steps or 50)
 
 
 def _magenta(args: argparse.Namespace, content: torch.Tensor, device: torch.device
@@ -87,16 +86,13 @@ def _magenta(args: argparse.Namespace, content: torch.Tensor, device: torch.devi
     return magenta.stylize(content, load_image(args.style, args.size, device=device))
 
 
-def _or(value: float | None, default: float) -> float:
-    """An option's value, or its default when it was not given."""
-    return default if value is None else value
-
-
 KNOBS: dict[str, tuple[str, ...]] = {
     "steps": ("gatys", "sdedit"), "style_weight": ("gatys",), "scales": ("gatys",),
     "alpha": ("adain",), "strength": ("sdedit",),
 }
 """Which methods each method-specific option applies to: any other method refuses it."""
+DEFAULTS = {"style_weight": 10.0, "alpha": 1.0, "strength": 0.5}
+"""Values of the options the parser leaves unset (so that a given one can be told apart)."""
 
 
 def _check_knobs(args: argparse.Namespace) -> None:
@@ -109,16 +105,18 @@ def _check_knobs(args: argparse.Namespace) -> None:
                 f"{option} does not apply to --method {args.method} (only to "
                 f"{' and '.join(methods)}): drop it, or choose that method."
             )
+        if getattr(args, name) is None and name in DEFAULTS:
+            setattr(args, name, DEFAULTS[name])
     for name in ("size", "steps", "scales"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise StylelibError(f"--{name} must be a positive integer, got {value}.")
     if args.method == "adain":
-        adain.check_alpha(_or(args.alpha, 1.0))
+        adain.check_alpha(args.alpha)
     if args.method == "sdedit":
         from stylelib import diffusion
 
-        diffusion.check_strength(args.steps or 50, _or(args.strength, 0.5))
+        diffusion.check_strength(args.steps or 50, args.strength)
 
 
 METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "sdedit": _sdedit,
@@ -127,16 +125,13 @@ METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "
 
 def _where(source: str) -> list[Path]:
     """The files an input argument may be read from: the path itself, or for a book image name
-    its copies in the mirror and the download cache."""
+    its local copies (mirror, download cache)."""
     if Path(source).expanduser().exists():
         return [Path(source).expanduser()]
     try:
-        name = assets.resolve(source).name
+        return assets.local_copies(source)
     except StylelibError:
         return []
-    mirror = os.environ.get(assets.MIRROR_ENV)
-    places = [Path(mirror).expanduser() / name] if mirror else []
-    return [p for p in [*places, assets.cache_dir() / name] if p.exists()]
 
 
 def _stylize(args: argparse.Namespace) -> None:
