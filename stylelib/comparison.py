@@ -3,9 +3,12 @@
 :func:`compare` stylises each pair with each method that can paint it, and records the time of
 one image (models loaded beforehand, one untimed warm-up per method), the memory it needs
 beyond what was in use before, and scores under one loss network: relative content error to
-the photo, Gram style error and mean/std style error to the painting, and SSIM to the photo.
-:func:`summary` averages them per method. Chapter 7 prints that table, and
-``python -m stylelib.bench compare`` prints the same one from the shell.
+the photo (at ``relu4_2`` and, for edges and small shapes, ``relu2_2``), Gram style error and
+mean/std style error to the painting, SSIM to the photo and, per photo, how different a
+method's results for different paintings are (:func:`~stylelib.metrics.style_separation`).
+:func:`summary` averages them per method and :func:`against` sets one method's scores beside a
+reference's pair by pair. Chapter 7 prints the summary, and ``python -m stylelib.bench
+compare`` prints the same one from the shell.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from stylelib import adain, bundled, fast, gatys, magenta
 from stylelib.backbones import FeatureExtractor
 from stylelib.images import load_image
 from stylelib.losses import PerceptualLoss
-from stylelib.metrics import markdown_table, perceptual_errors, ssim, statistics_error
+from stylelib.metrics import (
+    content_error,
+    markdown_table,
+    perceptual_errors,
+    ssim,
+    statistics_error,
+    style_separation,
+)
 from stylelib.profiles import Profile, device_name, get_profile
 
 Painter = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]
@@ -197,6 +207,8 @@ class Result:
     statistics: float
     """Mean/std style error over relu1_1 ... relu4_1 (what AdaIN minimises)."""
     ssim: float
+    shallow_content: float
+    """Relative content error at relu2_2 (edges and small shapes; Johnson et al.'s layer)."""
 
 
 @dataclass
@@ -206,10 +218,20 @@ class Comparison:
     methods: dict[str, Method]
     weights_mb: dict[str, float]
     results: list[Result]
+    separation: dict[tuple[str, str], float] = field(default_factory=dict)
+    """``(method, photo)``: :func:`~stylelib.metrics.style_separation` of the method's results
+    for that photo, where it painted it with at least two paintings."""
 
     def of(self, method: str) -> list[Result]:
         """The results of one method."""
         return [r for r in self.results if r.method == method]
+
+    def separation_of(self, method: str, photos: Sequence[str] | None = None) -> float | None:
+        """A method's style separation averaged over ``photos`` (default: all it has one for),
+        or ``None`` where it painted no photo with two paintings."""
+        values = [v for (m, photo), v in self.separation.items()
+                  if m == method and (photos is None or photo in photos)]
+        return statistics.fmean(values) if values else None
 
 
 def compare(
@@ -230,6 +252,7 @@ def compare(
     images = {name: load_image(name, size, device=dev) for name in {*photos, *paintings}}
     loss = PerceptualLoss().to(dev)
     statistics_network = FeatureExtractor(adain.ENCODER_LAYERS).to(dev)
+    shallow_network = FeatureExtractor(("relu2_2",)).to(dev)
     done = Comparison({}, {}, [])
     for entry in chosen:
         method = known[entry] if isinstance(entry, str) else entry
@@ -252,8 +275,12 @@ def compare(
                 method.name, photo, painting, image.detach().clone(), seconds, peak[0],
                 errors["content"], errors["style"],
                 statistics_error(image, images[painting], statistics_network),
-                ssim(image, images[photo]),
+                ssim(image, images[photo]), content_error(image, images[photo], shallow_network),
             ))
+        for photo in photos:
+            outputs = [r.image for r in done.of(method.name) if r.photo == photo]
+            if len(outputs) >= 2:
+                done.separation[method.name, photo] = style_separation(outputs, statistics_network)
     return done
 
 
@@ -263,13 +290,14 @@ PAINTINGS = ("starry_night", "the_scream", "great_wave")
 """The comparison's paintings: each has a bundled feed-forward network; the first has the prior."""
 
 SUMMARY_HEADERS = ("method", "pairs", "training needed", "arbitrary styles", "s per image",
-                   "peak MB", "weights MB", "content error", "Gram style error",
-                   "mean/std style error", "SSIM to photo")
+                   "peak MB", "weights MB", "content error", "relu2_2 content error",
+                   "Gram style error", "mean/std style error", "SSIM to photo",
+                   "style separation")
 
 
 def summary(measured: Comparison) -> list[list[object]]:
     """One row per method: medians of time and memory, means of the scores over the pairs it
-    painted."""
+    painted ("n/a" for the separation of a method that painted no photo twice)."""
     rows: list[list[object]] = []
     for name, method in measured.methods.items():
         mine = measured.of(name)
@@ -277,10 +305,44 @@ def summary(measured: Comparison) -> list[list[object]]:
             method.label, len(mine), method.training, "yes" if method.arbitrary else "no",
             statistics.median(r.seconds for r in mine), statistics.median(r.peak_mb for r in mine),
             measured.weights_mb[name], statistics.fmean(r.content for r in mine),
+            statistics.fmean(r.shallow_content for r in mine),
             statistics.fmean(r.style for r in mine), statistics.fmean(r.statistics for r in mine),
             statistics.fmean(r.ssim for r in mine),
+            _or_na(measured.separation_of(name)),
         ])
     return rows
+
+
+def _or_na(value: float | None) -> float | str:
+    """A number for a table cell, or "n/a"."""
+    return "n/a" if value is None else value
+
+
+RATIOS = {"content": "content", "shallow_content": "relu2_2 content", "style": "Gram style",
+          "statistics": "mean/std style"}
+"""The errors :func:`against` divides by the reference's, with their column names."""
+AGAINST_HEADERS = ("painting", "photo", *(f"{label} (ratio)" for label in RATIOS.values()), "SSIM",
+                   "reference SSIM")
+
+
+def against(measured: Comparison, method: str, reference: str = "gatys") -> list[list[object]]:
+    """One row per pair both methods painted (paintings outer, photos inner): each error of
+    ``method`` as a ratio to ``reference``'s on the same pair, and both SSIMs, then a "mean"
+    row; the shape of a quality bar ("content at most 1.5 times Gatys's, SSIM at least 0.35")."""
+    theirs = {(r.painting, r.photo): r for r in measured.of(reference)}
+    pairs: list[list[object]] = []
+    scores: list[list[float]] = []
+    for mine in measured.of(method):
+        base = theirs.get((mine.painting, mine.photo))
+        if base is not None:
+            pairs.append([mine.painting, mine.photo])
+            scores.append([*(getattr(mine, k) / getattr(base, k) for k in RATIOS),
+                           mine.ssim, base.ssim])
+    if not scores:
+        raise ValueError(f"{method!r} and {reference!r} painted no pair in common.")
+    means: list[object] = [statistics.fmean(column) for column in zip(*scores, strict=True)]
+    return [*(pair + list(row) for pair, row in zip(pairs, scores, strict=True)),
+            ["mean", "", *means]]
 
 
 def table(measured: Comparison, device: str | torch.device,

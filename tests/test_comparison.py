@@ -46,7 +46,7 @@ def test_every_measurement_is_a_real_number(
         assert result.image.shape[-2:] == (24, 32)
         assert result.seconds > 0 and result.peak_mb >= 0
         assert all(math.isfinite(v) and v >= 0 for v in
-                   (result.content, result.style, result.statistics))
+                   (result.content, result.style, result.statistics, result.shallow_content))
         assert -1 <= result.ssim <= 1
     assert all(mb > 1 for mb in measured.weights_mb.values())
     by_method = {r.method: r for r in measured.results if r.photo == "tubingen"
@@ -105,4 +105,35 @@ def test_a_method_of_ones_own_can_be_compared(mirror: Path) -> None:
                                   profile=QUICK)
     (result,) = measured.of("mirror")
     assert result.ssim < 0.9 and result.content > 0
+    twice = comparison.compare([mirror_method], ["tubingen"], ["candy", "starry_night"],
+                               size=32, profile=QUICK)
+    assert twice.separation_of("mirror") == 0.0  # it ignores the painting: nothing separates
     assert comparison.summary(measured)[0][:4] == ["left-right flip", 1, "none", "yes"]
+
+
+def test_separation_is_measured_for_methods_that_painted_a_photo_twice(
+        measured: comparison.Comparison) -> None:
+    for name in ("gatys", "adain", "magenta"):
+        assert {photo for method, photo in measured.separation if method == name} == {
+            "tubingen", "golden_gate"}
+        separation = measured.separation_of(name)
+        assert separation is not None and separation > 0
+    assert measured.separation_of("fast") is None  # one painting each: nothing to separate
+    rows = {row[0]: row for row in comparison.summary(measured)}
+    assert rows[comparison.methods(QUICK)["fast"].label][-1] == "n/a"
+
+
+def test_against_gives_ratios_per_shared_pair_and_their_mean(
+        measured: comparison.Comparison) -> None:
+    rows = comparison.against(measured, "fast")
+    assert [row[:2] for row in rows] == [["starry_night", "tubingen"],
+                                         ["starry_night", "golden_gate"], ["mean", ""]]
+    mine = {r.photo: r for r in measured.of("fast")}
+    gatys = {r.photo: r for r in measured.of("gatys") if r.painting == "starry_night"}
+    assert rows[0][2] == pytest.approx(mine["tubingen"].content / gatys["tubingen"].content)
+    assert rows[1][4] == pytest.approx(mine["golden_gate"].style / gatys["golden_gate"].style)
+    assert rows[2][6:] == pytest.approx([sum(r.ssim for r in mine.values()) / 2,
+                                         sum(r.ssim for r in gatys.values()) / 2])
+    assert len(rows[0]) == len(comparison.AGAINST_HEADERS)
+    with pytest.raises(ValueError, match="painted no pair in common"):
+        comparison.against(measured, "fast", "nothing")
