@@ -37,6 +37,12 @@ class GatysResult:
     seconds: float = 0.0
 
 
+RESTART_ABOVE = 10.0
+"""An L-BFGS loss this many times the best so far counts as an overshoot (see :func:`optimize`).
+Without the restart, Gram matching up to relu2_1 from noise on VGG-19 kept overshooting and
+ended at 23.4 from 0.69; ordinary overshoots of a few times the loss recover by themselves."""
+
+
 def optimize(
     image: torch.Tensor,
     loss: PerceptualLoss,
@@ -51,18 +57,22 @@ def optimize(
     """Minimise ``loss`` over the pixels of ``image`` for ``steps`` evaluations, kept in [0, 1].
 
     L-BFGS takes one iteration (one loss evaluation) per step, so both optimisers are compared
-    at equal cost. ``callback(step, image)`` sees the image after each step.
+    at equal cost. It has no line search, so a step can overshoot; when the loss it reaches is
+    more than :data:`RESTART_ABOVE` times the best seen, the image goes back to the best one and
+    L-BFGS starts again with no curvature history (its first step is a short gradient step).
+    ``callback(step, image)`` sees the image after each step.
     """
     check_int(steps, "steps")
     x = image.detach().clone().requires_grad_(True)
-    if optimizer == "lbfgs":
-        opt: torch.optim.Optimizer = torch.optim.LBFGS(
-            [x], lr=lr or 1.0, max_iter=1, history_size=50
-        )
-    elif optimizer == "adam":
-        opt = torch.optim.Adam([x], lr=lr or 0.02)
-    else:
+
+    def fresh() -> torch.optim.Optimizer:
+        if optimizer == "lbfgs":
+            return torch.optim.LBFGS([x], lr=lr or 1.0, max_iter=1, history_size=50)
+        if optimizer == "adam":
+            return torch.optim.Adam([x], lr=lr or 0.02)
         raise StylelibError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}.")
+
+    opt = fresh()
     history: list[dict[str, float]] = []
 
     def closure() -> float:
@@ -72,13 +82,22 @@ def optimize(
         history.append(terms.as_floats())
         return history[-1]["total"]
 
+    best_loss, best = math.inf, x.detach().clone()
     with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
         for step in range(steps):
+            evaluated = x.detach().clone()
             opt.step(closure)
+            now = history[-1]["total"]
+            if now < best_loss:
+                best_loss, best = now, evaluated
+            elif optimizer == "lbfgs" and not now <= RESTART_ABOVE * best_loss:
+                with torch.no_grad():  # an overshoot: back to the best image, forget curvature
+                    x.copy_(best)
+                opt = fresh()
             with torch.no_grad():
                 x.clamp_(0, 1)
             bar.update()
-            bar.set_postfix(loss=f"{history[-1]['total']:.4g}")
+            bar.set_postfix(loss=f"{now:.4g}")
             if callback is not None:
                 callback(step, x.detach())
     if not math.isfinite(history[-1]["total"]):

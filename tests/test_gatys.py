@@ -76,6 +76,38 @@ def test_optimize_reports_divergence() -> None:
                  progress=False)
 
 
+def test_an_lbfgs_overshoot_sends_the_image_back_to_the_best_one() -> None:
+    class SpikeAtThirdEvaluation(nn.Module):
+        """A smooth bowl whose third evaluation reports a loss 10^6 too high."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[torch.Tensor] = []
+
+        def forward(self, image: torch.Tensor) -> LossTerms:
+            self.seen.append(image.detach().clone())
+            total = (image - 0.3).pow(2).sum() + (1e6 if len(self.seen) == 3 else 0.0)
+            zero = image.new_zeros(())
+            return LossTerms(total, zero, zero, zero)
+
+    loss = SpikeAtThirdEvaluation()
+    optimize(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)), loss,  # type: ignore[arg-type]
+             steps=5, progress=False)
+    best = min(loss.seen[:2], key=lambda image: float((image - 0.3).pow(2).sum()))
+    assert not torch.equal(loss.seen[2], best)
+    assert torch.equal(loss.seen[3], best)  # after the spike: back to the best image seen
+
+
+def test_gram_matching_that_keeps_overshooting_still_converges(mirror: Path) -> None:
+    """Matching relu1_1 and relu2_1 from noise on VGG-19 overshoots again and again (L-BFGS has
+    no line search); before the restart this run ended at 0.86 of its first loss."""
+    texture = synthesize_texture(load_image("starry_night", 128), size=64, steps=60,
+                                 style_layers=["relu1_1", "relu2_1"], backbone="vgg19-caffe",
+                                 progress=False)
+    assert texture.history[-1]["total"] < 0.01 * texture.history[0]["total"]
+    assert max(h["total"] for h in texture.history) > 5 * texture.history[0]["total"]
+
+
 @pytest.mark.parametrize("steps", [0, -1, True, 2.5])
 def test_optimize_bad_steps(perceptual: PerceptualLoss, photo: torch.Tensor, steps: object) -> None:
     with pytest.raises(StylelibError, match=r"steps must be a positive integer, got"):
