@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stylelib import bundled
+from stylelib import bundled, comparison
 from stylelib.adain import DEEPEST, AdaIN, Decoder, adain, load_decoder, weights_path
 from stylelib.adain import stylize as adain_stylize
 from stylelib.backbones import DEFAULT, FALLBACK, FeatureExtractor, default_backbone
@@ -24,6 +24,7 @@ from stylelib.errors import AssetError
 from stylelib.fast import TransformerNet, stylize
 from stylelib.images import load_image
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
+from stylelib.metrics import markdown_table
 from stylelib.profiles import pick_device
 
 
@@ -224,14 +225,21 @@ def bench_adain(size: int, repeat: int, warmup: int, backbone: str | None, devic
     ]
 
 
-def _compare(size: int, device: str | None) -> str:
-    """Chapter 7's table: every method on the comparison's pairs, in the active profile."""
-    from stylelib import comparison  # imports diffusers: only when asked for
-
+def _compare(size: int, device: str | None, chosen: Sequence[str] | None,
+             photos: Sequence[str], paintings: Sequence[str]) -> str:
+    """Chapter 7's table (every method, or ``chosen``, on the given pairs, in the active
+    profile), then each method's errors as ratios to Gatys's pair by pair where Gatys ran."""
     dev = pick_device(device)
-    measured = comparison.compare(list(comparison.methods()), comparison.PHOTOS,
-                                  comparison.PAINTINGS, size=size, device=dev)
-    return comparison.table(measured, dev)
+    measured = comparison.compare(list(chosen or comparison.methods()), photos, paintings,
+                                  size=size, device=dev)
+    parts = [comparison.table(measured, dev)]
+    if "gatys" in measured.methods:
+        for name, method in measured.methods.items():
+            if name != "gatys":
+                parts.append(f"{method.label} against Gatys optimisation, pair by pair:\n\n"
+                             + markdown_table(comparison.AGAINST_HEADERS,
+                                              comparison.against(measured, name)))
+    return "\n\n".join(parts)
 
 
 BENCHMARKS = {
@@ -256,12 +264,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backbone", default=None,
                         help="a name in stylelib.backbones.SOURCES (default: the default one)")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: auto)")
+    parser.add_argument("--methods", nargs="+", choices=list(comparison.methods()), default=None,
+                        help="compare only: the methods to run (default: all)")
+    parser.add_argument("--photos", nargs="+", default=None,
+                        help="compare only: photo names or files (default: the comparison's)")
+    parser.add_argument("--paintings", nargs="+", default=None,
+                        help="compare only: painting names or files (default: the "
+                             "comparison's)")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0:
         parser.error("--repeat must be >= 1 and --warmup >= 0")
     if args.method == "compare":
-        print(_compare(args.size, args.device))
+        print(_compare(args.size, args.device, args.methods, args.photos or comparison.PHOTOS,
+                       args.paintings or comparison.PAINTINGS))
         return
+    given = [f"--{k}" for k in ("methods", "photos", "paintings") if getattr(args, k)]
+    if given:
+        parser.error(f"{', '.join(given)} only apply to compare, not to {args.method}")
     rows = BENCHMARKS[args.method](args.size, args.repeat, args.warmup, args.backbone, args.device)
     width = max(len(label) for label, _ in rows)
     print(f"{args.method} benchmark")

@@ -1,0 +1,30 @@
+"""The benchmark command's compare table, run from Python at a toy size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stylelib import bench, comparison
+
+
+def test_compare_prints_the_table_and_each_method_against_gatys(
+        mirror: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STYLELIB_PROFILE", "quick")
+    bench.main(["compare", "--size", "32", "--methods", "gatys", "fast", "--photos", "tubingen",
+                "--paintings", "starry_night", "the_scream"])
+    text = capsys.readouterr().out
+    assert "| " + " | ".join(comparison.SUMMARY_HEADERS) + " |" in text
+    assert "feed-forward network (Johnson et al.) against Gatys optimisation" in text
+    ratios = text.split("against Gatys optimisation, pair by pair:")[1].strip().splitlines()
+    assert ratios[0] == "| " + " | ".join(comparison.AGAINST_HEADERS) + " |"
+    assert [row.split(" | ")[:2] for row in ratios[2:]] == [
+        ["| starry_night", "tubingen"], ["| the_scream", "tubingen"], ["| mean", ""]]
+
+
+def test_compare_only_options_are_refused_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["gatys", "--photos", "tubingen"])
+    assert "--photos only apply to compare, not to gatys" in capsys.readouterr().err
