@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.utils.data import DataLoader
 
-from stylelib import assets, checkpoints
+from stylelib import assets, checkpoints, data
 from stylelib.backbones import CHANNELS, FeatureExtractor
 from stylelib.checkpoints import (
     Plan,
@@ -39,8 +39,8 @@ from stylelib.checkpoints import (
     weights_output,
 )
 from stylelib.colour import match_colour
+from stylelib.data import PhotoCrops, photo_files
 from stylelib.errors import AssetError, StylelibError, check_int, check_number, command
-from stylelib.fast import PhotoCrops, photo_files
 from stylelib.files import StateDict
 from stylelib.images import check_image, check_size, pad_to_multiple
 from stylelib.losses import LossTerms, mean_std, mean_std_loss
@@ -472,7 +472,7 @@ def train_decoder(
     """Train a :class:`Decoder` for ``backbone`` on random crops of photos and paintings.
 
     Each step pairs ``batch_size`` random ``size``-pixel photo crops with as many painting crops
-    (:class:`~stylelib.fast.PhotoCrops`, a second seed stream) and takes an Adam step on
+    (:class:`~stylelib.data.PhotoCrops`, a second seed stream) and takes an Adam step on
     :meth:`AdaIN.training_loss` (the paper: style weight 10, lr 1e-4, batch 8). ``scale`` is the
     long side images are resized to before cropping. The learning rate warms up over ``warmup``
     steps. With ``checkpoint``, the decoder and Adam's state are saved every
@@ -634,8 +634,6 @@ def pretrained(device: str | torch.device = "cpu") -> AdaIN:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Train (or resume) the bundled decoder on the training collection; write it with a card."""
-    from stylelib import bundled  # the collection's folders; bundled imports fast, not adain
-
     parser = argparse.ArgumentParser(
         prog="python -m stylelib.adain",
         description="Train an AdaIN decoder on the book's photo and painting collection.",
@@ -654,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backbone", default="vgg16-hed")
     args = parser.parse_args(argv)
     out = weights_output(args.out, weights_path())
-    photos, paintings = bundled.training_photos(), bundled.training_paintings()
+    photos, paintings = data.training_photos(), data.training_paintings()
     styles = paintings * PAINTING_REPEATS + photos if args.photo_styles else paintings
     earlier = load_decoder(args.start_from).card if args.start_from else {}
     result = train_decoder(
@@ -671,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "data": f"{len(photos)} photos of the book's training collection (ImageNet samples, "
                 "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
                 f"content photos, and its {len(paintings)} public-domain paintings (none of "
-                f"{', '.join(bundled.HELD_OUT_STYLES)})"
+                f"{', '.join(data.HELD_OUT_STYLES)})"
                 + (f"; style crops from the paintings (each counted {PAINTING_REPEATS} times) "
                    "and the photos" if args.photo_styles else "")
                 + f"; random {args.size} px crops of images resized to {args.scale} px",

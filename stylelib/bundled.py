@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from stylelib import assets, fast
+from stylelib import assets, data, fast
 from stylelib.backbones import default_backbone
 from stylelib.checkpoints import (
     add_training_arguments,
@@ -33,16 +32,6 @@ from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 STYLES = ("starry_night", "the_scream", "great_wave")
 """The paintings with a bundled network (all public domain; see each model card)."""
-HELD_OUT = ("tubingen", "golden_gate", "hoovertowernight", "amber", "sailboat")
-"""Content photos the networks never saw, used to compare them with Gatys optimisation."""
-HELD_OUT_STYLES = ("candy", "mosaic", "brushstrokes", "en_campo_gris", "the_resevoir_at_poitiers")
-"""Style images no network of the book was trained on, for the AdaIN comparison."""
-TRAINING_DIR = "training/photos"
-"""The photo collection's folder inside the asset mirror (``$STYLELIB_ASSETS_DIR``)."""
-PAINTINGS_DIR = "training/paintings"
-"""The painting collection's folder inside the asset mirror."""
-
-
 def weights_path(style: str) -> Path:
     """Where the bundled network for ``style`` is stored."""
     return WEIGHTS_DIR / f"fast_{style}.safetensors"
@@ -61,59 +50,6 @@ def load(style: str, device: str | torch.device = "cpu") -> fast.TransformerNet:
             "train your own with stylelib.fast.train."
         )
     return fast.load_weights(weights_path(style)).to(device)
-
-
-def _collection(folder_name: str, what: str) -> list[Path]:
-    """The images of one folder of the training collection in the asset mirror."""
-    root = Path(os.environ.get(assets.MIRROR_ENV) or "").expanduser()
-    folder = root / folder_name
-    if not folder.is_dir():
-        raise StylelibError(
-            f"The training {what} are not at {folder}: set ${assets.MIRROR_ENV} to a copy of "
-            f"the book's asset folder, or pass your own {what} to the training function."
-        )
-    return fast.photo_files(folder, what)
-
-
-def training_photos() -> list[Path]:
-    """The training collection's photos, minus the book's content photos (held out)."""
-    held_out = {Path(name).stem for name in assets.names("content/")}
-    return [path for path in _collection(TRAINING_DIR, "photos")
-            if path.stem.split("__")[-1] not in held_out]
-
-
-def training_paintings() -> list[Path]:
-    """The training collection's 32 paintings (none of :data:`HELD_OUT_STYLES` among them)."""
-    return _collection(PAINTINGS_DIR, "paintings")
-
-
-def _or_book_images(collection: Callable[[], list[Path]], folder: str, what: str,
-                    advice: str, skip: Sequence[str] = ()) -> list[Path]:
-    """A training collection when the mirror holds it, else the book's own images of ``folder``
-    (downloaded through the registry, minus ``skip``), with a note saying so."""
-    try:
-        return collection()
-    except StylelibError:
-        names = [n for n in assets.names(folder) if Path(n).stem not in skip]
-        print("The course's training collection is not available here (it is not online): "
-              f"training on the book's {len(names)} {what} instead. {advice}")
-        return [assets.fetch(name) for name in names]
-
-
-def photos_for_training() -> list[Path]:
-    """The training collection when a mirror holds it, else the book's ten content photos
-    (downloaded through the registry): enough for a reader's first network, if a rough one."""
-    return _or_book_images(training_photos, "content/", "content photos",
-                           "For a better network pass a folder of a few thousand photos, e.g. "
-                           "MS-COCO.")
-
-
-def paintings_for_training() -> list[Path]:
-    """The collection's paintings when a mirror holds them, else the book's style images
-    without :data:`HELD_OUT_STYLES`, so those stay unseen either way."""
-    return _or_book_images(training_paintings, "style/", "style images",
-                           "For a model that generalises, pass thousands, e.g. WikiArt.",
-                           HELD_OUT_STYLES)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -144,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = weights_output(args.out, weights_path(args.style))
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
     style_asset = assets.resolve(args.style)
-    photos = training_photos()
+    photos = data.training_photos()
     earlier = fast.load_weights(args.start_from).card if args.start_from else {}
     result = fast.train(
         load_image(args.style, args.style_size), photos, steps=args.steps,

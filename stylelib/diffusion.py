@@ -63,8 +63,8 @@ from stylelib.checkpoints import (
     save_weights,
     weights_output,
 )
+from stylelib.data import PhotoCrops, photo_files
 from stylelib.errors import StylelibError, check_int, check_number, command
-from stylelib.fast import PhotoCrops, photo_files
 from stylelib.images import check_image, check_size
 from stylelib.profiles import pick_device, seeded
 

@@ -10,33 +10,27 @@ minimises, saving checkpoints and resuming after an interruption. :func:`save_we
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from stylelib import checkpoints
 from stylelib.checkpoints import Plan, TrainResult, WeightKind, fit
-from stylelib.colour import rotate_hue
+from stylelib.data import PhotoCrops, photo_files
 from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.files import write_atomically
 from stylelib.images import (
     MIN_SIDE,
     check_image,
     check_size,
-    load_image,
     pad_to_multiple,
-    resize,
 )
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
 from stylelib.profiles import pick_device, seeded
-
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def _conv(
@@ -140,71 +134,6 @@ class TransformerNet(nn.Module):
             features = features.contiguous(memory_format=torch.channels_last)
         rgb = torch.sigmoid(self.to_rgb(features))
         return rgb[..., :height, :width].contiguous()
-
-
-# --------------------------------------------------------------------------- training data
-
-
-def photo_files(photos: Sequence[str | Path] | str | Path, what: str = "photos") -> list[Path]:
-    """The image files of a folder (sorted), or the given list of files, checked to be there.
-
-    ``what`` names the images in error messages ("photos", "paintings").
-    """
-    if isinstance(photos, str | Path):
-        folder = Path(photos).expanduser()
-        if not folder.is_dir():
-            raise StylelibError(
-                f"{what}={folder} is not a folder: pass a folder of {what} or a list of files."
-            )
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-    else:
-        files = [Path(p).expanduser() for p in photos]
-    missing = [str(p) for p in files if not p.is_file()]
-    if missing or not files:
-        raise StylelibError(
-            f"No {what} to train on: {missing[:3] or 'the folder holds no JPEG, PNG or WebP'}. "
-            f"Pass a folder of {what} or a list of existing image files."
-        )
-    return files
-
-
-class PhotoCrops(Dataset[torch.Tensor]):
-    """An endless stream of random square crops of photos: item ``k`` is the run's k-th crop.
-
-    Which photo and which crop depend only on ``(seed, k)``, so a resumed run sees exactly the
-    batches an uninterrupted one would. Each pass over the photos visits all of them once in a
-    fresh order; a tuple ``seed`` such as ``(seed, 1)`` gives a second, independent stream from
-    the same run seed. Each photo is first resized so its long side is ``scale`` (at least so
-    its short side is ``size``), then cropped to ``size``: small crops of photos at the scale the
-    network will later stylise give that scale's brush strokes at a fraction of the training
-    cost, as long as a crop holds the painting's largest patterns (the bundled nets' style
-    error stopped falling on 128 px crops of 256 px photos and fell again on 192 px ones).
-    With ``recolour``, each crop's hue is turned by a random angle
-    (:func:`~stylelib.colour.rotate_hue`): a few dozen paintings then show many palettes.
-    """
-
-    def __init__(self, files: Sequence[Path], size: int, seed: int | tuple[int, ...],
-                 scale: int | None = None, *, recolour: bool = False) -> None:
-        self.files = list(files)
-        self.size = size
-        self.seed = (seed,) if isinstance(seed, int) else seed
-        self.scale = scale
-        self.recolour = recolour
-
-    def __getitem__(self, k: int) -> torch.Tensor:
-        """Crop number ``k``, a ``[3, size, size]`` tensor in [0, 1]."""
-        epoch, position = divmod(k, len(self.files))
-        order = np.random.default_rng((*self.seed, 0, epoch)).permutation(len(self.files))
-        image = load_image(self.files[order[position]])
-        height, width = image.shape[-2:]
-        fitting = math.ceil(self.size * max(height, width) / min(height, width))
-        image = resize(image, max(fitting, self.scale or 0))
-        height, width = image.shape[-2:]
-        rng = np.random.default_rng((*self.seed, 1, k))
-        top = int(rng.integers(height - self.size + 1))
-        left = int(rng.integers(width - self.size + 1))
-        crop = image[0, :, top:top + self.size, left:left + self.size]
-        return rotate_hue(crop, float(rng.uniform(0, 360))) if self.recolour else crop
 
 
 # --------------------------------------------------------------------------- weight files

@@ -3,7 +3,7 @@ transfer.
 
 :class:`Generator` and :class:`Discriminator` follow DCGAN (Radford, Metz & Chintala 2016) at
 32x32 pixels. :func:`real_crops` draws the training set, random crops of the book's paintings
-(:func:`stylelib.bundled.paintings_for_training`), with :class:`~stylelib.fast.PhotoCrops`, and
+(:func:`stylelib.data.paintings_for_training`), with :class:`~stylelib.data.PhotoCrops`, and
 :func:`credit_line` credits them. :func:`train` plays the adversarial game of Goodfellow
 et al. (2014) with the non-saturating generator loss and records what a reader needs to watch
 it: both losses and the discriminator's mean outputs at every step, and samples from one fixed
@@ -29,8 +29,8 @@ from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from stylelib import assets
+from stylelib.data import PhotoCrops, photo_files
 from stylelib.errors import StylelibError, check_int, check_number
-from stylelib.fast import PhotoCrops, photo_files
 from stylelib.profiles import pick_device, seeded
 
 SIDE = 32
@@ -84,7 +84,7 @@ def real_crops(
 
     Each painting is first resized so its long side is ``scale`` pixels, so a crop shows a good
     part of a picture rather than a few brush strokes. Successive crops visit every painting
-    once in a fresh order (:class:`~stylelib.fast.PhotoCrops`), so all paintings are equally
+    once in a fresh order (:class:`~stylelib.data.PhotoCrops`), so all paintings are equally
     represented; the same ``seed`` gives the same crops.
     """
     check_int(n, "n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -60,36 +59,6 @@ def test_bundled_nets_paint_their_own_style(mirror: Path, extractor: FeatureExtr
 def test_unknown_bundled_style_is_refused() -> None:
     with pytest.raises(StylelibError, match="No bundled network for style 'mona_lisa'"):
         bundled.load("mona_lisa")
-
-
-def test_training_photos_hold_out_the_book_photos(mirror: Path) -> None:
-    photos = bundled.training_photos()
-    everything = fast.photo_files(mirror / bundled.TRAINING_DIR)
-    book = {Path(name).stem for name in assets.names("content/")}
-    assert not {p.stem.split("__")[-1] for p in photos} & book
-    assert set(bundled.HELD_OUT) <= book
-    assert 1000 < len(photos) < len(everything)
-
-
-def test_training_photos_without_a_mirror_say_what_to_set(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(tmp_path))
-    with pytest.raises(StylelibError, match=r"set \$STYLELIB_ASSETS_DIR"):
-        bundled.training_photos()
-
-
-def test_readers_without_the_collection_train_on_the_book_photos(
-    mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert len(bundled.photos_for_training()) == len(bundled.training_photos())
-    partial = tmp_path / "mirror"
-    shutil.copytree(mirror / "content", partial / "content")
-    monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(partial))
-    photos = bundled.photos_for_training()
-    assert sorted(p.name for p in photos) == sorted(Path(n).name for n in assets.names("content/"))
-    assert "training on the book's 10 content photos" in capsys.readouterr().out
 
 
 def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Path,
@@ -159,14 +128,3 @@ def test_training_further_extends_the_card_of_the_weights_it_starts_from(
     assert fast.load_weights(third).card["hardware"] == card["hardware"]  # same CPU: no repeat
 
 
-def test_readers_without_the_collection_train_on_the_book_paintings_minus_held_out(
-    mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert len(bundled.paintings_for_training()) == 32
-    partial = tmp_path / "mirror"
-    shutil.copytree(mirror / "style", partial / "style")
-    monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(partial))
-    names = {p.stem for p in bundled.paintings_for_training()}
-    assert names == {Path(n).stem for n in assets.names("style/")} - set(bundled.HELD_OUT_STYLES)
-    assert "training on the book's 13 style images" in capsys.readouterr().out

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
-from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -27,13 +26,11 @@ from stylelib.checkpoints import Plan
 from stylelib.errors import ImageError, StoppedError, StylelibError
 from stylelib.fast import (
     KIND,
-    PhotoCrops,
     ResizeConv,
     TrainResult,
     TransformerNet,
     export_onnx,
     load_weights,
-    photo_files,
     save_weights,
     stylize,
     train,
@@ -106,43 +103,6 @@ def test_no_checkerboard_artefacts(net: TransformerNet, mirror_dir: Path) -> Non
     with torch.no_grad():
         assert checkerboard_share(net(photo)) < 0.02
         assert checkerboard_share(transposed(photo)) > 0.05
-
-
-# --------------------------------------------------------------------------- training data
-
-
-def test_photo_files_lists_a_folder_and_refuses_an_empty_one(tmp_path: Path, photos: list[Path]
-                                                            ) -> None:
-    for source in photos[:2]:
-        shutil.copy(source, tmp_path / source.name)
-    (tmp_path / "notes.txt").write_text("not a photo")
-    assert photo_files(tmp_path) == sorted(tmp_path / p.name for p in photos[:2])
-    with pytest.raises(StylelibError, match="No photos"):
-        photo_files([tmp_path / "missing.jpg"])
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(StylelibError, match="No photos"):
-        photo_files(empty)
-
-
-def test_photo_crops_depend_only_on_seed_and_index(photos: list[Path]) -> None:
-    """A resumed run must see the crops an uninterrupted one would: item k is fixed by (seed, k)."""
-    crops = PhotoCrops(photos, 32, seed=0)
-    assert crops[5].shape == (3, 32, 32)
-    assert torch.equal(crops[5], PhotoCrops(photos, 32, seed=0)[5])
-    assert not torch.equal(crops[5], PhotoCrops(photos, 32, seed=1)[5])
-
-
-def test_photo_crops_scale_sets_the_size_photos_are_cropped_from(tmp_path: Path) -> None:
-    """With ``scale`` the photo is first resized to that long side: a left-to-right ramp of
-    the whole photo then rises by 1/scale per pixel of the crop, not by 1/(its fitted width)."""
-    ramp = np.tile(np.linspace(0, 255, 200, dtype=np.float32), (100, 1))
-    path = tmp_path / "ramp.png"
-    Image.fromarray(np.repeat(ramp[..., None], 3, axis=2).astype(np.uint8)).save(path)
-    for scale, width in ((None, 2 * 24), (120, 120)):
-        crop = PhotoCrops([path], 24, seed=0, scale=scale)[0]
-        slope = float((crop[0, :, 1:] - crop[0, :, :-1]).mean())
-        assert slope == pytest.approx(1 / (width - 1), rel=0.05), scale
 
 
 # --------------------------------------------------------------------------- training
@@ -495,15 +455,6 @@ def test_a_pickled_optimiser_state_is_never_run(runs: Runs, photos: list[Path],
     with pytest.raises(StylelibError, match="UnpicklingError"):
         train(painting, photos, checkpoint=checkpoint, **runs.settings)
     assert not marker.exists()
-
-
-def test_photo_crops_recolour_turns_hues_per_crop(photos: list[Path]) -> None:
-    """Recoloured crops are the same crops with their hue turned: same brightness per pixel
-    (up to clamping), other colours, and still fixed by (seed, k) so resuming sees them again."""
-    plain, turned = PhotoCrops(photos, 32, seed=0), PhotoCrops(photos, 32, seed=0, recolour=True)
-    assert torch.equal(turned[3], PhotoCrops(photos, 32, seed=0, recolour=True)[3])
-    assert not torch.allclose(turned[3], plain[3], atol=0.02)
-    assert (turned[3].mean(0) - plain[3].mean(0)).abs().mean() < 0.02
 
 
 def test_a_diverged_network_is_never_saved_over_a_good_checkpoint(tmp_path: Path) -> None:

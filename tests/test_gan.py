@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylelib import assets, bundled, gan
+from stylelib import assets, data, gan
 from stylelib.errors import StylelibError
 from stylelib.gan import Discriminator, Generator
 
@@ -54,13 +54,13 @@ def test_real_crops_are_repeatable_images_of_the_paintings(
 def test_credit_line_names_the_artists_or_the_book_images(
     mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    collection = gan.credit_line(bundled.training_paintings())
+    collection = gan.credit_line(data.training_paintings())
     assert collection.startswith("Real images: random crops of 32 public-domain paintings")
     assert "Vincent van Gogh (9)" in collection and "SOURCES.csv" in collection
     partial = tmp_path / "mirror"
     shutil.copytree(mirror / "style", partial / "style")
     monkeypatch.setenv("STYLELIB_ASSETS_DIR", str(partial))
-    fallback = gan.credit_line(bundled.paintings_for_training())
+    fallback = gan.credit_line(data.paintings_for_training())
     assert assets.resolve("starry_night").credit_line in fallback
     assert "no credit on record" in gan.credit_line([tmp_path / "mystery.jpg"])
 
