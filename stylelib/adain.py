@@ -8,43 +8,29 @@ every style, so a new painting costs two encoder passes and one decoder pass, no
 :class:`AdaIN` holds encoder and decoder; :meth:`AdaIN.prepare` encodes a photo and its styles
 once and returns a :class:`Blend` whose :meth:`Blend.render` draws any content-style trade-off
 ``alpha`` with one decoder pass (the chapter's slider). :func:`stylize` adds the paper's user
-controls: style interpolation, spatial masks and colour preservation. :func:`train_decoder`
-trains a decoder for a backbone; :func:`load_original` loads the paper's own weights.
+controls: style interpolation, spatial masks and colour preservation. :func:`pretrained` loads
+the bundled decoder; :mod:`stylelib.adain_training` trains decoders and
+:mod:`stylelib.adain_original` loads the paper's own weights.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import pickle
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.data import DataLoader
 
-from stylelib import assets, checkpoints, data
+from stylelib import checkpoints
 from stylelib.backbones import CHANNELS, FeatureExtractor
-from stylelib.checkpoints import (
-    Plan,
-    TrainResult,
-    WeightKind,
-    final_losses,
-    fit,
-    weights_output,
-)
+from stylelib.checkpoints import WeightKind
 from stylelib.colour import match_colour
-from stylelib.data import PhotoCrops, photo_files
-from stylelib.errors import AssetError, StylelibError, check_int, check_number, command
-from stylelib.files import StateDict
-from stylelib.images import check_image, check_size, pad_to_multiple
-from stylelib.losses import LossTerms, mean_std, mean_std_loss
-from stylelib.profiles import pick_device, seeded
+from stylelib.errors import StylelibError
+from stylelib.images import check_image, pad_to_multiple
+from stylelib.losses import mean_std
 
 ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 """The layers the style loss reads; the deepest one is where AdaIN happens."""
@@ -52,13 +38,9 @@ DEEPEST = ENCODER_LAYERS[-1]
 SCALE = 8
 """The encoder halves the size three times before relu4_1; the decoder doubles it three times."""
 KIND = WeightKind("AdaIN Decoder", "stylelib.adain.save_decoder", "load_decoder",
-                  "stylelib.adain.train_decoder")
-PAINTING_REPEATS = 10
-"""With photographs among the training styles (``--photo-styles``), each painting stands this
-many times in the pool beside each photograph once: about a quarter of the style crops are
-paintings, the rest far more textures and palettes than the collection's 32 paintings hold."""
+                  "stylelib.adain_training.train_decoder")
 ORIGINAL = "vgg19-normalised"
-"""The backbone name of the paper's own encoder (:func:`load_original`)."""
+"""The backbone name of the paper's own encoder (:func:`stylelib.adain_original.load_original`)."""
 
 
 def adain(
@@ -226,7 +208,7 @@ class AdaIN(nn.Module):
             raise StylelibError(
                 f"This decoder was trained on {trained_on} features, but the encoder is "
                 f"{encoder.backbone}: use backbone={trained_on!r} (or train a decoder for "
-                f"{encoder.backbone} with train_decoder)."
+                f"{encoder.backbone} with stylelib.adain_training.train_decoder)."
             )
         self.encoder: Encoder = encoder
         self.eval()
@@ -286,43 +268,6 @@ class AdaIN(nn.Module):
                 style_features = self.encode(style)[DEEPEST]
                 target += _on(weight, device) * adain(content_features, style_features)
         return Blend(self, content_features, target, (height, width), content.device)
-
-    def training_loss(
-        self, content: torch.Tensor, style: torch.Tensor, content_weight: float = 1.0,
-        style_weight: float = 10.0, identity_weight: float = 0.0,
-    ) -> DecoderTerms:
-        """The paper's loss on a batch of photo-painting pairs: the decoded AdaIN target,
-        encoded again, should give the target back at relu4_1 (content, mean squared error)
-        and the painting's means and standard deviations at relu1_1 … relu4_1 (style).
-
-        ``identity_weight`` adds an identity term (Park & Lee 2019): the photos' own features,
-        decoded, should give the photos back (pixel mean squared error). The paper has none; it
-        teaches a briefly trained decoder to invert the encoder, colours included, much sooner.
-        """
-        with torch.no_grad():
-            style_features = self.encode(style)
-            content_features = self.encode(content)[DEEPEST]
-            target = adain(content_features, style_features[DEEPEST])
-        features = self.encode(self.decoder(target))
-        content_term = F.mse_loss(features[DEEPEST], target)
-        style_term = torch.stack(
-            [mean_std_loss(features[layer], style_features[layer]) for layer in ENCODER_LAYERS]
-        ).sum()
-        identity_term = content_term.new_zeros(())
-        if identity_weight > 0:
-            height, width = content.shape[-2:]
-            rebuilt = self.decoder(content_features)[..., :height, :width]
-            identity_term = F.mse_loss(rebuilt, content)
-        total = (content_weight * content_term + style_weight * style_term
-                 + identity_weight * identity_term)
-        return DecoderTerms(total, content_term, style_term, total.new_zeros(()), identity_term)
-
-
-@dataclass
-class DecoderTerms(LossTerms):
-    """The decoder's training terms: the paper's, plus the optional identity term."""
-
-    identity: torch.Tensor
 
 
 def _on(weight: float | torch.Tensor, device: torch.device) -> float | torch.Tensor:
@@ -440,107 +385,6 @@ def stylize(
     return blend.render(alpha)
 
 
-# --------------------------------------------------------------------------- training
-
-
-def train_decoder(
-    photos: Sequence[str | Path] | str | Path,
-    paintings: Sequence[str | Path] | str | Path,
-    *,
-    steps: int,
-    batch_size: int = 8,
-    size: int = 256,
-    scale: int | None = None,
-    content_weight: float = 1.0,
-    style_weight: float = 10.0,
-    identity_weight: float = 0.0,
-    recolour: bool = False,
-    lr: float = 1e-4,
-    warmup: int = 100,
-    backbone: str | None = None,
-    device: str | None = None,
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int = 200,
-    seed: int = 0,
-    start_from: str | Path | None = None,
-    progress: bool = True,
-    minutes: float | None = None,
-    preview: tuple[torch.Tensor, torch.Tensor] | None = None,
-    preview_every: int = 50,
-    callback: Callable[[int, dict[str, float], Decoder], None] | None = None,
-) -> TrainResult[Decoder]:
-    """Train a :class:`Decoder` for ``backbone`` on random crops of photos and paintings.
-
-    Each step pairs ``batch_size`` random ``size``-pixel photo crops with as many painting crops
-    (:class:`~stylelib.data.PhotoCrops`, a second seed stream) and takes an Adam step on
-    :meth:`AdaIN.training_loss` (the paper: style weight 10, lr 1e-4, batch 8). ``scale`` is the
-    long side images are resized to before cropping. The learning rate warms up over ``warmup``
-    steps. With ``checkpoint``, the decoder and Adam's state are saved every
-    ``checkpoint_every`` steps and resumed on the next call, ending bit for bit where an
-    uninterrupted run would. ``start_from`` (a decoder's weights file) trains that decoder
-    further instead of random weights, e.g. with another style weight (a fresh optimiser; pick a
-    new ``seed`` so the crops differ). ``recolour`` turns each painting crop's hue by a random
-    angle, so that the decoder meets many more palettes than the collection has paintings
-    (without it, one trained on 32 paintings matches unseen palettes far worse than seen ones).
-    ``minutes`` ends this call early once that much time has passed, with a checkpoint at the
-    step reached (pass ``checkpoint``; the same call again goes on from there).
-    ``preview`` (content, style) is stylised every ``preview_every`` steps and at the end;
-    ``callback(step, losses, decoder)`` runs after each step.
-    """
-    for name, value in (("steps", steps), ("batch_size", batch_size),
-                        ("checkpoint_every", checkpoint_every), ("preview_every", preview_every)):
-        check_int(value, name)
-    check_int(warmup, "warmup", minimum=0)
-    check_size(size)
-    check_size(scale, "scale")
-    check_number(lr, "lr", strict=True)
-    check_number(content_weight, "content_weight")
-    check_number(style_weight, "style_weight")
-    check_number(identity_weight, "identity_weight")
-    check_int(seed, "seed", minimum=0)
-    if preview is not None:
-        preview = (check_image(preview[0], "preview content"),
-                   check_image(preview[1], "preview style"))
-    photo_list = photo_files(photos)
-    painting_list = photo_files(paintings, "paintings")
-    dev = pick_device(device)
-    encoder = FeatureExtractor(ENCODER_LAYERS, backbone).to(dev)
-    decoder = (load_decoder(start_from) if start_from is not None
-               else seeded(Decoder, seed)).to(dev)
-    decoder.card = {"backbone": encoder.backbone}
-    model = AdaIN(decoder, encoder)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
-    settings: dict[str, object] = {
-        "batch_size": batch_size, "size": size, "scale": scale, "content_weight": content_weight,
-        "style_weight": style_weight, "identity_weight": identity_weight,
-        "recolour": recolour, "lr": lr,
-        "warmup": warmup, "seed": seed,
-        "backbone": encoder.backbone, "photos": len(photo_list), "paintings": len(painting_list),
-        "start_from": None if start_from is None else Path(start_from).name,
-    }
-    plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
-                checkpoint_every, settings, KIND, preview_every, progress, minutes)
-
-    def batches(done: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        def crops(files: list[Path], stream: int | tuple[int, ...], recoloured: bool = False
-                  ) -> DataLoader[torch.Tensor]:
-            return DataLoader(PhotoCrops(files, size, stream, scale, recolour=recoloured),
-                              batch_size=batch_size,
-                              sampler=range(done * batch_size, steps * batch_size))
-
-        return zip(crops(photo_list, seed), crops(painting_list, (seed, 1), recolour),
-                   strict=True)
-
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        terms = model.training_loss(batch[0].to(dev), batch[1].to(dev), content_weight,
-                                    style_weight, identity_weight)
-        return terms.total, terms.as_floats()
-
-    shown = preview
-    return fit(decoder, optimizer, plan, batches, step, callback=callback,
-               preview=None if shown is None else lambda: model.prepare(*shown).render())
-
-
 # --------------------------------------------------------------------------- weight files
 
 
@@ -557,62 +401,6 @@ def load_decoder(path: str | Path) -> Decoder:
     return decoder
 
 
-def _legacy_state(source: str | Path, what: str) -> tuple[StateDict, Path]:
-    """The state dict of a pickled ``.pth`` file (or registry asset), read with
-    ``weights_only=True``: tensors only, so a file that carries code is refused, never run."""
-    path = Path(source).expanduser()
-    if not path.is_file():
-        try:
-            path = assets.fetch(str(source))
-        except AssetError as error:
-            if "Unknown asset" not in str(error):
-                raise
-            raise StylelibError(
-                f"No file at {source!r}: pass the path of the pytorch-AdaIN release's {what}."
-            ) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise StylelibError(
-            f"{path} cannot be read as {what} ({type(error).__name__}); stylelib reads .pth "
-            "files only with weights_only=True, which refuses anything but tensors: download "
-            f"{what} again from naoto0804/pytorch-AdaIN release v0.0.0."
-        ) from None
-    if not isinstance(state, dict) or not all(
-            isinstance(key, str) and isinstance(value, torch.Tensor)
-            for key, value in state.items()):
-        raise StylelibError(f"{path} holds no state dict: pass {what} of pytorch-AdaIN.")
-    return state, path
-
-
-def _load_sequential(body: nn.Sequential, state: StateDict, path: Path, what: str) -> None:
-    """Load the layers of ``body`` from a state dict of a (possibly longer) nn.Sequential."""
-    layers = {k: v for k, v in state.items() if k.split(".")[0].isdigit()
-              and int(k.split(".")[0]) < len(body)}
-    try:
-        body.load_state_dict(layers)
-    except RuntimeError as error:
-        detail = str(error).splitlines()[1].strip()[:200]
-        raise StylelibError(
-            f"{path} is not {what} of pytorch-AdaIN ({detail}): check which file is which."
-        ) from None
-
-
-def load_original(vgg_path: str | Path, decoder_path: str | Path) -> AdaIN:
-    """The paper's network from naoto0804/pytorch-AdaIN release v0.0.0: its
-    ``vgg_normalised.pth`` (a path, or the asset name ``weights/vgg_normalised.pth``) and
-    ``decoder.pth`` (a path). Both are legacy pickles, read with ``weights_only=True`` only.
-    """
-    encoder = OriginalEncoder()
-    state, path = _legacy_state(vgg_path, "vgg_normalised.pth")
-    _load_sequential(encoder.body, state, path, "vgg_normalised.pth")
-    trained = Decoder()
-    state, path = _legacy_state(decoder_path, "decoder.pth")
-    _load_sequential(trained.body, state, path, "decoder.pth")
-    trained.card = {"backbone": ORIGINAL, "source": "naoto0804/pytorch-AdaIN v0.0.0"}
-    return AdaIN(trained, encoder)
-
-
 def weights_path() -> Path:
     """Where the project's own decoder (trained on ``vgg16-hed``) is bundled."""
     return Path(__file__).parent / "weights" / "adain_decoder.safetensors"
@@ -623,71 +411,9 @@ def pretrained(device: str | torch.device = "cpu") -> AdaIN:
     path = weights_path()
     if not path.is_file():
         raise StylelibError(
-            f"No bundled AdaIN decoder at {path}: train one with stylelib.adain.train_decoder "
-            "and save it with save_decoder, or load the paper's weights with load_original."
+            f"No bundled AdaIN decoder at {path}: train one with "
+            "stylelib.adain_training.train_decoder and save it with save_decoder, or load the "
+            "paper's weights with stylelib.adain_original.load_original."
         )
     return AdaIN(load_decoder(path)).to(device)
 
-
-# --------------------------------------------------------------------------- training command
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Train (or resume) the bundled decoder on the training collection; write it with a card."""
-    parser = argparse.ArgumentParser(
-        prog="python -m stylelib.adain",
-        description="Train an AdaIN decoder on the book's photo and painting collection.",
-        epilog="example: python -m stylelib.adain --steps 3000 --size 128",
-    )
-    checkpoints.add_training_arguments(parser, steps=3000, size=128, batch_size=8, lr=5e-4,
-                                       what="decoder")
-    parser.add_argument("--style-weight", type=float, default=10.0)
-    parser.add_argument("--identity-weight", type=float, default=0.0,
-                        help="weight of the pixel identity term (0: the paper's loss)")
-    parser.add_argument("--recolour", action="store_true",
-                        help="turn each painting crop's hue by a random angle (more palettes)")
-    parser.add_argument("--photo-styles", action="store_true",
-                        help="take style crops from the photos too, beside the paintings "
-                             f"(each painting counted {PAINTING_REPEATS} times)")
-    parser.add_argument("--backbone", default="vgg16-hed")
-    args = parser.parse_args(argv)
-    out = weights_output(args.out, weights_path())
-    photos, paintings = data.training_photos(), data.training_paintings()
-    styles = paintings * PAINTING_REPEATS + photos if args.photo_styles else paintings
-    earlier = load_decoder(args.start_from).card if args.start_from else {}
-    result = train_decoder(
-        photos, styles, steps=args.steps, batch_size=args.batch_size, size=args.size,
-        scale=args.scale, style_weight=args.style_weight,
-        identity_weight=args.identity_weight, recolour=args.recolour, lr=args.lr,
-        backbone=args.backbone, device=args.device,
-        checkpoint=out.with_name(f"{out.stem}.checkpoint.safetensors"), seed=args.seed,
-        start_from=args.start_from, minutes=args.minutes,
-    )
-    card = {
-        "model": "AdaIN decoder (Huang & Belongie 2017; stylelib.adain.Decoder), fp16",
-        "backbone": result.net.card["backbone"],
-        "data": f"{len(photos)} photos of the book's training collection (ImageNet samples, "
-                "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
-                f"content photos, and its {len(paintings)} public-domain paintings (none of "
-                f"{', '.join(data.HELD_OUT_STYLES)})"
-                + (f"; style crops from the paintings (each counted {PAINTING_REPEATS} times) "
-                   "and the photos" if args.photo_styles else "")
-                + f"; random {args.size} px crops of images resized to {args.scale} px",
-        **checkpoints.run_fields(
-            result, f"batch {args.batch_size} photo-painting pairs, lr {args.lr} (warm-up "
-            f"100), content weight 1, style weight {args.style_weight}"
-            + (f", identity weight {args.identity_weight}" if args.identity_weight else "")
-            + (", painting hues turned at random" if args.recolour else "")
-            + (", photos among the styles" if args.photo_styles else ""),
-            earlier, args.device),
-        "losses": json.dumps(final_losses(
-            result.history, ("content", "style", "identity")[:3 if args.identity_weight else 2]))
-                  + " (content: MSE at relu4_1; style: mean/std error over relu1_1-relu4_1; "
-                  "identity: pixel MSE of the rebuilt photos; mean of the last 50 steps)",
-        "licence": "weights: MIT, like the code",
-    }
-    checkpoints.publish(save_decoder(result.net, out, card), card)
-
-
-if __name__ == "__main__":
-    sys.exit(command(main))

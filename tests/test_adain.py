@@ -1,5 +1,6 @@
 """Tests for stylelib.adain: the AdaIN operation, the decoder and model, the user controls (alpha,
-interpolation, masks, colour), training with resume, and weight files (own and the paper's).
+interpolation, masks, colour) and the decoder's weight files. Training is tested in
+test_adain_training.py, the paper's own weights in test_adain_original.py.
 
 A seeded random decoder is enough for shapes and for how the controls combine features; its last
 bias is set to 0.5 so its images sit inside [0, 1] rather than being clamped flat.
@@ -7,15 +8,9 @@ bias is set to 0.5 so its images sit inside [0, 1] rather than being clamped fla
 
 from __future__ import annotations
 
-import json
-import pickle
 import re
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -27,14 +22,11 @@ from stylelib.adain import (
     OriginalEncoder,
     adain,
     load_decoder,
-    load_original,
     pretrained,
     save_decoder,
     stylize,
-    train_decoder,
 )
 from stylelib.backbones import FeatureExtractor
-from stylelib.checkpoints import TrainResult
 from stylelib.colour import match_colour
 from stylelib.errors import StylelibError
 from stylelib.losses import mean_std
@@ -50,18 +42,6 @@ def model() -> AdaIN:
     with torch.no_grad():
         decoder.body[-1].bias.fill_(0.5)
     return AdaIN(decoder, FeatureExtractor(ENCODER_LAYERS, HED))
-
-
-@pytest.fixture(scope="module")
-def photos(mirror_dir: Path) -> list[Path]:
-    """Four photographs of the training collection."""
-    return sorted((mirror_dir / "training" / "photos").glob("*.jpg"))[:4]
-
-
-@pytest.fixture(scope="module")
-def paintings(mirror_dir: Path) -> list[Path]:
-    """Four paintings of the training collection."""
-    return sorted((mirror_dir / "training" / "paintings").glob("*.jpg"))[:4]
 
 
 # --------------------------------------------------------------------------- the operation
@@ -241,100 +221,6 @@ def test_preserve_color_changes_the_result(model: AdaIN, photo: torch.Tensor,
     assert not torch.equal(kept, plain)
 
 
-# --------------------------------------------------------------------------- training
-
-
-def test_training_reduces_the_loss(photos: list[Path], paintings: list[Path],
-                                   photo: torch.Tensor, painting: torch.Tensor) -> None:
-    result = train_decoder(photos, paintings, steps=12, batch_size=2, size=32, lr=1e-3,
-                           warmup=2, backbone=HED, progress=False, preview=(photo, painting),
-                           preview_every=6)
-    totals = [h["total"] for h in result.history]
-    assert result.steps_done == len(totals) == 12
-    assert np.mean(totals[-3:]) < 0.8 * np.mean(totals[:3])
-    assert result.net.card == {"backbone": HED}
-    assert sorted(result.previews) == [6, 12]
-    assert torch.equal(result.previews[12], stylize(AdaIN(result.net), photo, painting))
-
-
-@dataclass
-class Runs:
-    """An uninterrupted 6-step run and one interrupted after step 4 and resumed."""
-
-    whole: TrainResult[Decoder]
-    resumed: TrainResult[Decoder]
-    resumed_steps: list[int]
-
-
-class SimulatedCrashError(Exception):
-    """Stands for a crash or Ctrl-C in the middle of training."""
-
-
-@pytest.fixture(scope="module")
-def runs(photos: list[Path], paintings: list[Path], tmp_path_factory: pytest.TempPathFactory
-         ) -> Runs:
-    folder = tmp_path_factory.mktemp("adain-checkpoints")
-    settings: dict[str, object] = {"steps": 6, "batch_size": 2, "size": 24, "backbone": HED,
-                                   "checkpoint_every": 3, "progress": False, "lr": 1e-3}
-    whole = train_decoder(photos, paintings, checkpoint=folder / "whole.safetensors", **settings)
-
-    def crash_after_step_4(step: int, losses: dict[str, float], decoder: Decoder) -> None:
-        if step == 4:
-            raise SimulatedCrashError
-
-    checkpoint = folder / "cut.safetensors"
-    with pytest.raises(SimulatedCrashError):
-        train_decoder(photos, paintings, checkpoint=checkpoint, callback=crash_after_step_4,
-                      **settings)
-    seen: list[int] = []
-    resumed = train_decoder(photos, paintings, checkpoint=checkpoint,
-                            callback=lambda step, losses, decoder: seen.append(step), **settings)
-    return Runs(whole, resumed, seen)
-
-
-def test_resume_continues_from_the_saved_step(runs: Runs) -> None:
-    assert runs.resumed_steps == [4, 5, 6]
-    assert runs.resumed.history[:3] == runs.whole.history[:3]
-    assert [h["total"] for h in runs.resumed.history] == pytest.approx(
-        [h["total"] for h in runs.whole.history], rel=1e-5)
-
-
-def test_resumed_run_ends_with_the_uninterrupted_weights(runs: Runs) -> None:
-    whole, resumed = runs.whole.net.state_dict(), runs.resumed.net.state_dict()
-    assert whole.keys() == resumed.keys()
-    for name in whole:
-        torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
-
-
-def test_training_can_start_from_saved_weights(runs: Runs, photos: list[Path],
-                                               paintings: list[Path], tmp_path: Path) -> None:
-    saved = save_decoder(runs.whole.net, tmp_path / "first.safetensors", {"phase": "one"})
-    again = train_decoder(photos, paintings, steps=1, batch_size=2, size=24, backbone=HED,
-                          progress=False, start_from=saved, lr=1e-12, warmup=0)
-    for name, value in runs.whole.net.state_dict().items():
-        torch.testing.assert_close(again.net.state_dict()[name], value.half().float(),
-                                   rtol=0, atol=1e-6, msg=name)
-    with pytest.raises(StylelibError, match="No weights file at"):
-        train_decoder(photos, paintings, steps=1, size=24, backbone=HED,
-                      start_from=tmp_path / "none.safetensors")
-
-
-def test_identity_term_rebuilds_the_photos_and_joins_the_total(
-        model: AdaIN, photo: torch.Tensor, painting: torch.Tensor) -> None:
-    batch = photo[..., :24, :24]
-    plain = model.training_loss(batch, painting).as_floats()
-    both = model.training_loss(batch, painting, identity_weight=100.0).as_floats()
-    assert plain["identity"] == 0 and both["identity"] > 0
-    assert both["content"] == pytest.approx(plain["content"])
-    assert both["total"] == pytest.approx(plain["total"] + 100 * both["identity"])
-    assert both.keys() == {"total", "content", "style", "tv", "identity"}
-
-
-def test_paintings_must_be_there(photos: list[Path], tmp_path: Path) -> None:
-    with pytest.raises(StylelibError, match="No paintings to train on"):
-        train_decoder(photos, tmp_path, steps=1)
-
-
 # --------------------------------------------------------------------------- weight files
 
 
@@ -352,52 +238,6 @@ def test_decoder_round_trips_in_fp16_with_its_card(model: AdaIN, tmp_path: Path)
         torch.testing.assert_close(value, decoder.state_dict()[name], rtol=1e-3, atol=1e-6)
 
 
-class Bait:
-    """Unpickles by calling ``Path.touch(marker)``: proof that a pickle was (or was not) run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[Path]]:
-        return (Path.touch, (self.marker,))
-
-
-def test_pickled_weight_files_are_refused_and_never_run(tmp_path: Path) -> None:
-    control = tmp_path / "control-ran"
-    pickle.loads(pickle.dumps(Bait(control)))
-    assert control.exists(), "the bait must work, or this test proves nothing"
-    marker = tmp_path / "payload-ran"
-    bait = tmp_path / "decoder.pth"
-    torch.save({"1.weight": Bait(marker)}, bait)
-    with pytest.raises(StylelibError, match="never unpickles"):
-        load_decoder(bait)
-    with pytest.raises(StylelibError, match="weights_only=True"):
-        load_original(bait, bait)
-    assert not marker.exists()
-    (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 100)
-    with pytest.raises(StylelibError, match="not a readable safetensors file"):
-        load_decoder(tmp_path / "garbage.safetensors")
-
-
-def test_the_papers_weight_files_load_with_their_own_layout(tmp_path: Path) -> None:
-    """State dicts laid out like the release's (full VGG-19 and nn.Sequential decoder)."""
-    torch.manual_seed(0)
-    vgg = OriginalEncoder().body.state_dict()
-    vgg["31.weight"] = torch.zeros(512, 512, 3, 3)  # relu4_2's conv: beyond relu4_1, ignored
-    decoder = Decoder()
-    torch.save(vgg, tmp_path / "vgg_normalised.pth")
-    torch.save(decoder.body.state_dict(), tmp_path / "decoder.pth")
-    original = load_original(tmp_path / "vgg_normalised.pth", tmp_path / "decoder.pth")
-    assert original.encoder.backbone == "vgg19-normalised"
-    torch.testing.assert_close(original.decoder.body[1].weight, decoder.body[1].weight)
-    assert stylize(original, torch.rand(1, 3, 20, 28), torch.rand(1, 3, 16, 16)).shape == (
-        1, 3, 20, 28)
-    with pytest.raises(StylelibError, match=r"is not decoder\.pth of pytorch-AdaIN"):
-        load_original(tmp_path / "vgg_normalised.pth", tmp_path / "vgg_normalised.pth")
-    with pytest.raises(StylelibError, match="No file at"):
-        load_original(tmp_path / "missing.pth", tmp_path / "decoder.pth")
-
-
 def test_pretrained_loads_the_bundled_decoder_with_its_backbone(
         model: AdaIN, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "adain_decoder.safetensors"
@@ -412,65 +252,3 @@ def test_pretrained_loads_the_bundled_decoder_with_its_backbone(
     bundled = pretrained()
     assert bundled.encoder.backbone == HED
     assert bundled.decoder.card["steps"] == "0"
-
-
-ADAIN_CARD = {"model", "backbone", "data", "training", "hardware", "time", "losses", "licence"}
-
-
-def test_training_command_writes_the_decoder_with_a_card(
-        mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "decoder.safetensors"
-    arguments = ["--steps", "2", "--batch-size", "1", "--size", "32", "--scale", "48",
-                 "--out", str(out)]
-    adain_module.main(arguments)
-    decoder = load_decoder(out)
-    assert decoder.card.keys() >= ADAIN_CARD
-    assert decoder.card["backbone"] == HED
-    assert "2 Adam steps, batch 1 photo-painting pairs" in decoder.card["training"]
-    assert "32 public-domain paintings" in decoder.card["data"]
-    losses = json.loads(decoder.card["losses"].split(" (")[0])
-    assert losses["content"] > 0 and losses["style"] > 0
-    readme = out.with_suffix(".md").read_text(encoding="utf-8")
-    assert all(value in readme for value in decoder.card.values())
-    assert f"wrote {out}" in capsys.readouterr().out
-    # The same command again resumes the finished checkpoint and trains nothing more.
-    adain_module.main(arguments)
-    assert "2 Adam steps" in load_decoder(out).card["training"]
-
-
-def test_training_options_are_on_the_card_and_must_match_to_resume(mirror: Path,
-                                                                   tmp_path: Path) -> None:
-    """``--recolour`` and ``--photo-styles`` are named on the card and are part of the
-    checkpoint's settings: resuming without them would mix two kinds of batches, so it is
-    refused. ``--minutes 0`` stops after one of the three steps and publishes what it has."""
-    out = tmp_path / "decoder.safetensors"
-    arguments = ["--steps", "3", "--batch-size", "1", "--size", "32", "--scale", "48",
-                 "--out", str(out)]
-    adain_module.main([*arguments, "--recolour", "--photo-styles", "--minutes", "0"])
-    card = load_decoder(out).card
-    assert "1 Adam steps" in card["training"]
-    assert "painting hues turned at random, photos among the styles" in card["training"]
-    assert f"each counted {adain_module.PAINTING_REPEATS} times) and the photos" in card["data"]
-    with pytest.raises(StylelibError, match="recolour=True"):
-        adain_module.main(arguments)
-
-
-def test_training_into_a_missing_folder_fails_before_training(mirror: Path, tmp_path: Path
-                                                               ) -> None:
-    out = tmp_path / "nowhere" / "decoder.safetensors"
-    with pytest.raises(StylelibError, match=r"folder .*nowhere does not exist; create it first"):
-        adain_module.main(["--steps", "2", "--size", "32", "--out", str(out)])
-    assert not out.parent.exists()
-
-
-def test_training_command_reports_bad_input_in_one_line(mirror: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "stylelib.adain", "--steps", "1", "--size", "32",
-         "--start-from", str(tmp_path / "gone.safetensors"),
-         "--out", str(tmp_path / "decoder.safetensors")],
-        capture_output=True, text=True, check=False,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"error: No weights file at {tmp_path / 'gone.safetensors'}: check the path."]
-    assert not (tmp_path / "decoder.safetensors").exists()
