@@ -8,14 +8,11 @@ stderr (exit status 2) and no output file.
 from __future__ import annotations
 
 import argparse
-import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from stylelib import adain, assets, bench, bundled, fast, gatys
+from stylelib import assets, bench, methods
 from stylelib.errors import StylelibError, command
 from stylelib.files import same_file
 from stylelib.images import check_output, load_image, save_image
@@ -34,93 +31,25 @@ for --method fast, STYLE is a bundled network's painting or a .safetensors file 
 for --method sdedit, STYLE is starry_night (the bundled prior) or a prior's .safetensors file
 (python -m stylelib.diffusion trains one)."""
 
-Method = Callable[[argparse.Namespace, torch.Tensor, torch.device], torch.Tensor]
 
-
-def _gatys(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Optimise the image (chapter 3)."""
-    style = load_image(args.style, args.size, device=device)
-    return gatys.stylize(content, style, steps=args.steps or 100,
-                         style_weight=args.style_weight, scales=args.scales).image
-
-
-def _fast(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """One pass of a feed-forward network (chapter 4): bundled, or a trained weights file."""
-    is_file = Path(args.style).suffix == ".safetensors"
-    net = fast.load_weights(args.style).to(device) if is_file else bundled.load(args.style, device)
-    return fast.stylize(net, content)
-
-
-def _adain(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """One AdaIN pass with the bundled decoder (chapter 5), any style."""
-    model = adain.pretrained(device)
-    style = load_image(args.style, args.size, device=device)
-    return adain.stylize(model, content, style, alpha=args.alpha)
-
-
-def _sdedit(args: argparse.Namespace, content: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """SDEdit with a painting prior (chapter 6): the bundled one by its painting's name, or a
-    prior's weights file."""
-    from stylelib import diffusion  # diffusers takes seconds to import: only when asked for
-
-    if Path(args.style).suffix == ".safetensors":
-        prior = diffusion.load_prior(args.style, str(device))
-    elif Path(args.style).stem == diffusion.PRIOR_PAINTING:
-        prior = diffusion.pretrained(str(device))
-    else:
-        stem = Path(args.style).stem
-        raise StylelibError(
-            f"No bundled painting prior for {args.style!r}: the book ships one for "
-            f"{diffusion.PRIOR_PAINTING}. Train one with `python -m stylelib.diffusion "
-            f"{shlex.quote(args.style)} --out {shlex.quote(f'prior_{stem}.safetensors')}`, then "
-            f"pass prior_{stem}.safetensors as STYLE."
-        )
-    return diffusion.sdedit(prior, content, args.strength, steps=args.steps or 50)
-
-
-def _magenta(args: argparse.Namespace, content: torch.Tensor, device: torch.device
-             ) -> torch.Tensor:
-    """One pass of the pretrained Magenta arbitrary network (chapter 7), any style."""
-    from stylelib import magenta  # onnxruntime: only when asked for
-
-    return magenta.stylize(content, load_image(args.style, args.size, device=device))
-
-
-KNOBS: dict[str, tuple[str, ...]] = {
-    "steps": ("gatys", "sdedit"), "style_weight": ("gatys",), "scales": ("gatys",),
-    "alpha": ("adain",), "strength": ("sdedit",),
-}
-"""Which methods each method-specific option applies to: any other method refuses it."""
-DEFAULTS = {"style_weight": 10.0, "alpha": 1.0, "strength": 0.5}
-"""Values of the options the parser leaves unset (so that a given one can be told apart)."""
-
-
-def _check_knobs(args: argparse.Namespace) -> None:
-    """Reject options the chosen method would ignore, and out-of-range numbers, before loading
-    anything."""
-    for name, methods in KNOBS.items():
-        if getattr(args, name) is not None and args.method not in methods:
-            option = "--" + name.replace("_", "-")
-            raise StylelibError(
-                f"{option} does not apply to --method {args.method} (only to "
-                f"{' and '.join(methods)}): drop it, or choose that method."
-            )
-        if getattr(args, name) is None and name in DEFAULTS:
-            setattr(args, name, DEFAULTS[name])
-    for name in ("size", "steps", "scales"):
+def _check_options(args: argparse.Namespace, method: methods.Method) -> dict[str, object]:
+    """The method's settings from the command line, refusing options it would ignore and
+    out-of-range numbers before anything is loaded."""
+    taken = {o.name for o in method.options}
+    for name, users in methods.options().items():
         value = getattr(args, name)
-        if value is not None and value < 1:
+        if value is None:
+            continue
+        if name not in taken:
+            raise StylelibError(
+                f"--{name.replace('_', '-')} does not apply to --method {method.name} (only to "
+                f"{' and '.join(m.name for m, _ in users)}): drop it, or choose that method."
+            )
+        if users[0][1].kind is int and value < 1:
             raise StylelibError(f"--{name} must be a positive integer, got {value}.")
-    if args.method == "adain":
-        adain.check_alpha(args.alpha)
-    if args.method == "sdedit":
-        from stylelib import diffusion
-
-        diffusion.check_strength(args.steps or 50, args.strength)
-
-
-METHODS: dict[str, Method] = {"gatys": _gatys, "fast": _fast, "adain": _adain, "sdedit": _sdedit,
-                              "magenta": _magenta}
+    if args.size < 1:
+        raise StylelibError(f"--size must be a positive integer, got {args.size}.")
+    return method.settings({name: getattr(args, name) for name in taken})
 
 
 def _where(source: str) -> list[Path]:
@@ -145,11 +74,14 @@ def _stylize(args: argparse.Namespace) -> None:
                 f"-o {args.output} is the {role} image {given}: writing there would replace "
                 "it. Pick another output file name."
             )
-    _check_knobs(args)
+    method = methods.get(args.method)
+    settings = _check_options(args, method)
     device = pick_device(args.device)
     content = load_image(args.content, args.size, device=device)
     started = time.perf_counter()
-    result = METHODS[args.method](args, content, device)
+    paint, _ = method.load(device, settings, progress=True)
+    painting = load_image(args.style, args.size, device=device) if method.reads_painting else None
+    result = paint(content, painting, args.style)
     save_image(result, out)
     height, width = result.shape[-2:]
     print(f"{args.method}: wrote {out} ({width}x{height}) in {time.perf_counter() - started:.1f} s"
@@ -170,22 +102,16 @@ def parser() -> argparse.ArgumentParser:
     stylize.add_argument("content", help="photo: file or book image name")
     stylize.add_argument("style", help="painting: file or book image name (see --method)")
     stylize.add_argument("-o", "--output", required=True, help="output .png, .jpg or .webp")
-    stylize.add_argument("--method", choices=sorted(METHODS), default="gatys",
-                         help="gatys (optimise, slow, any style), fast (one pass, bundled "
-                              "styles), adain (one pass, any style), sdedit (a painting prior), "
-                              "magenta (pretrained, one pass, any style); default gatys")
+    stylize.add_argument("--method", choices=list(methods.REGISTRY), default=methods.DEFAULT,
+                         help=", ".join(f"{m.name} ({m.summary})"
+                                        for m in methods.REGISTRY.values())
+                         + f"; default {methods.DEFAULT}")
     stylize.add_argument("--size", type=int, default=512, help="long side in pixels (512)")
-    stylize.add_argument("--steps", type=int, default=None,
-                         help="gatys: L-BFGS steps (100); sdedit: denoising schedule (50)")
-    stylize.add_argument("--style-weight", type=float, default=None,
-                         help="gatys: style weight (10)")
-    stylize.add_argument("--scales", type=int, default=None,
-                         help="gatys: coarse-to-fine levels, each twice the last (default: 1 up "
-                              "to 256 px, else from 128-255 px up: 3 at 512 px)")
-    stylize.add_argument("--alpha", type=float, default=None,
-                         help="adain: 0 keeps the photo, 1 full style (1)")
-    stylize.add_argument("--strength", type=float, default=None,
-                         help="sdedit: 0 keeps the photo, 1 starts from noise (0.5)")
+    for name, users in methods.options().items():
+        stylize.add_argument(
+            f"--{name.replace('_', '-')}", type=users[0][1].kind, default=None,
+            help="; ".join(f"{m.name}: {o.help}" + ("" if o.default is None else f" ({o.default})")
+                           for m, o in users))
     stylize.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
     stylize.set_defaults(run=_stylize)
     benchmark = commands.add_parser("bench", help="time a method (python -m stylelib.bench)",

@@ -13,21 +13,19 @@ compare`` prints the same one from the shell.
 
 from __future__ import annotations
 
-import ctypes
 import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import psutil
 import torch
 
-from stylelib import adain, bundled, fast, gatys, magenta
+from stylelib import adain
 from stylelib.backbones import FeatureExtractor
+from stylelib.costs import peak_memory
 from stylelib.images import load_image
 from stylelib.losses import PerceptualLoss
+from stylelib.methods import REFERENCE, Method, chosen
 from stylelib.metrics import (
     content_error,
     markdown_table,
@@ -37,158 +35,6 @@ from stylelib.metrics import (
     style_separation,
 )
 from stylelib.profiles import Profile, device_name, get_profile
-
-Painter = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]
-"""``painter(photo, painting, painting_name)``: one stylised image."""
-
-
-@dataclass(frozen=True)
-class Method:
-    """One way of stylising, with what it costs to get and what it can paint."""
-
-    name: str
-    label: str
-    training: str
-    """What must be trained before the first image."""
-    styles: tuple[str, ...] | None
-    """The paintings it can paint (``None``: any painting)."""
-    load: Callable[[torch.device], tuple[Painter, float]]
-    """Load the models once: the painter and the megabytes of weights it holds."""
-
-    @property
-    def arbitrary(self) -> bool:
-        """Whether a new painting needs no training."""
-        return self.styles is None
-
-
-def _megabytes(*modules: torch.nn.Module) -> float:
-    """Parameter and buffer bytes of some modules, in MB."""
-    return sum(t.numel() * t.element_size() for m in modules
-               for t in (*m.parameters(), *m.buffers())) / 1e6
-
-
-def _gatys(profile: Profile) -> Method:
-    def load(device: torch.device) -> tuple[Painter, float]:
-        loss_network = PerceptualLoss()  # what each gatys.stylize call builds and runs
-
-        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
-            return gatys.stylize(photo, painting, steps=profile.steps, progress=False).image
-
-        return paint, _megabytes(loss_network)
-
-    levels = gatys.default_scales(profile.size)
-    per_level = f" at each of {levels} scales, coarse to fine" if levels > 1 else ""
-    return Method("gatys", f"Gatys optimisation ({profile.steps} L-BFGS steps{per_level})",
-                  "none: optimises every image", None, load)
-
-
-def _fast() -> Method:
-    def load(device: torch.device) -> tuple[Painter, float]:
-        nets = {name: bundled.load(name, device) for name in bundled.available()}
-
-        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
-            return fast.stylize(nets[name], photo)
-
-        return paint, _megabytes(next(iter(nets.values())))
-
-    return Method("fast", "feed-forward network (Johnson et al.)",
-                  "one network per painting", tuple(bundled.available()), load)
-
-
-def _adain() -> Method:
-    def load(device: torch.device) -> tuple[Painter, float]:
-        model = adain.pretrained(device)
-
-        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
-            return adain.stylize(model, photo, painting)
-
-        return paint, _megabytes(model)
-
-    return Method("adain", "AdaIN (the book's decoder)",
-                  "one decoder for all paintings", None, load)
-
-
-def _magenta() -> Method:
-    def load(device: torch.device) -> tuple[Painter, float]:
-        stylizer = magenta.load()
-
-        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
-            return stylizer(photo, painting)
-
-        return paint, stylizer.megabytes
-
-    return Method("magenta", "Magenta arbitrary network (pretrained, int8)",
-                  "none here: downloaded pretrained", None, load)
-
-
-def _sdedit(profile: Profile) -> Method:
-    from stylelib import diffusion  # diffusers takes seconds to import: only when asked for
-
-    def load(device: torch.device) -> tuple[Painter, float]:
-        prior = diffusion.pretrained(str(device))
-
-        def paint(photo: torch.Tensor, painting: torch.Tensor, name: str) -> torch.Tensor:
-            return diffusion.sdedit(prior, photo, SDEDIT_STRENGTH, steps=profile.denoise_steps)
-
-        return paint, _megabytes(prior)
-
-    return Method("sdedit", f"SDEdit, painting prior (strength {SDEDIT_STRENGTH})",
-                  "one diffusion prior per painting", (diffusion.PRIOR_PAINTING,), load)
-
-
-SDEDIT_STRENGTH = 0.5
-"""Chapter 6's recommended strength for the book's painting prior."""
-
-
-def methods(profile: Profile | None = None) -> dict[str, Method]:
-    """Every method the comparison knows, by name, sized by ``profile``."""
-    chosen = profile or get_profile()
-    return {m.name: m for m in (_gatys(chosen), _fast(), _adain(), _magenta(), _sdedit(chosen))}
-
-
-def _return_freed_memory() -> None:
-    """Ask glibc to hand freed heap memory back to the system, so that memory an earlier image
-    freed but the allocator kept does not hide what the next one needs (no-op elsewhere)."""
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-@contextmanager
-def peak_memory(device: torch.device) -> Iterator[list[float]]:
-    """Measure the most memory in use beyond what was in use on entry, in MB.
-
-    On CUDA, the allocator's peak; on the CPU, the process's resident memory sampled every
-    millisecond in a thread, after returning freed memory to the system (an estimate that can
-    miss spikes shorter than a millisecond). The value is appended to the yielded list on exit.
-    """
-    result: list[float] = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        yield result
-        torch.cuda.synchronize(device)
-        result.append((torch.cuda.max_memory_allocated(device) - base) / 1e6)
-        return
-    _return_freed_memory()
-    process = psutil.Process()
-    base = process.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.001):
-            peak[0] = max(peak[0], process.memory_info().rss)
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
-    try:
-        yield result
-    finally:
-        done.set()
-        watcher.join()
-        peak[0] = max(peak[0], process.memory_info().rss)
-        result.append((peak[0] - base) / 1e6)
 
 
 @dataclass
@@ -216,6 +62,8 @@ class Comparison:
     """What :func:`compare` measured: the methods that painted, their weights' size, results."""
 
     methods: dict[str, Method]
+    labels: dict[str, str]
+    """Each method's label with the settings it ran with."""
     weights_mb: dict[str, float]
     results: list[Result]
     separation: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -235,33 +83,33 @@ class Comparison:
 
 
 def compare(
-    chosen: Sequence[str | Method], photos: Sequence[str], paintings: Sequence[str], *,
+    names: Sequence[str | Method] | None, photos: Sequence[str], paintings: Sequence[str], *,
     size: int, device: str | torch.device = "cpu", profile: Profile | None = None,
 ) -> Comparison:
-    """Run each method (a name from :func:`methods`, or a :class:`Method`) on every
-    (photo, painting) pair it can paint, at long side ``size``.
+    """Run each method (a registered name or a :class:`~stylelib.methods.Method`; ``None``:
+    all) on every (photo, painting) pair it can paint, at long side ``size``, with the
+    settings ``profile`` gives it.
 
     Each method loads its models once and paints one untimed warm-up image first, so the times
     are of one image, not of start-up.
     """
     dev = torch.device(device)
-    known = methods(profile)
-    unknown = [m for m in chosen if isinstance(m, str) and m not in known]
-    if unknown:
-        raise ValueError(f"Unknown method(s) {unknown}: choose from {', '.join(known)}.")
+    settled = profile or get_profile()
+    to_run = chosen(names)  # an unknown name fails here, before any image is loaded
     images = {name: load_image(name, size, device=dev) for name in {*photos, *paintings}}
     loss = PerceptualLoss().to(dev)
     statistics_network = FeatureExtractor(adain.ENCODER_LAYERS).to(dev)
     shallow_network = FeatureExtractor(("relu2_2",)).to(dev)
-    done = Comparison({}, {}, [])
-    for entry in chosen:
-        method = known[entry] if isinstance(entry, str) else entry
-        pairs = [(p, s) for s in paintings if method.styles is None or s in method.styles
-                 for p in photos]
+    done = Comparison({}, {}, {}, [])
+    for method in to_run:
+        styles = method.painted_styles()
+        pairs = [(p, s) for s in paintings if styles is None or s in styles for p in photos]
         if not pairs:
             continue
-        paint, done.weights_mb[method.name] = method.load(dev)
+        settings = method.settings(method.for_profile(settled))
+        paint, weights = method.load(dev, settings)
         done.methods[method.name] = method
+        done.labels[method.name] = method.title(settings, size)
         paint(images[pairs[0][0]], images[pairs[0][1]], pairs[0][1])  # warm-up
         for photo, painting in pairs:
             with peak_memory(dev) as peak:
@@ -277,6 +125,7 @@ def compare(
                 statistics_error(image, images[painting], statistics_network),
                 ssim(image, images[photo]), content_error(image, images[photo], shallow_network),
             ))
+        done.weights_mb[method.name] = weights()
         for photo in photos:
             outputs = [r.image for r in done.of(method.name) if r.photo == photo]
             if len(outputs) >= 2:
@@ -302,7 +151,7 @@ def summary(measured: Comparison) -> list[list[object]]:
     for name, method in measured.methods.items():
         mine = measured.of(name)
         rows.append([
-            method.label, len(mine), method.training, "yes" if method.arbitrary else "no",
+            measured.labels[name], len(mine), method.training, "yes" if method.arbitrary else "no",
             statistics.median(r.seconds for r in mine), statistics.median(r.peak_mb for r in mine),
             measured.weights_mb[name], statistics.fmean(r.content for r in mine),
             statistics.fmean(r.shallow_content for r in mine),
@@ -325,7 +174,8 @@ AGAINST_HEADERS = ("painting", "photo", *(f"{label} (ratio)" for label in RATIOS
                    "reference SSIM")
 
 
-def against(measured: Comparison, method: str, reference: str = "gatys") -> list[list[object]]:
+def against(measured: Comparison, method: str, reference: str = REFERENCE
+            ) -> list[list[object]]:
     """One row per pair both methods painted (paintings outer, photos inner): each error of
     ``method`` as a ratio to ``reference``'s on the same pair, and both SSIMs, then a "mean"
     row; the shape of a quality bar ("content at most 1.5 times Gatys's, SSIM at least 0.35")."""
