@@ -1,4 +1,5 @@
-"""Shared fixtures: the image mirror, a blocked network, one frozen backbone and small images.
+"""Shared fixtures: the image mirror, a blocked network, one frozen backbone, small images and
+a toy painting prior.
 
 The mirror of the registry's images lives beside the checkout (``../shared/assets``). Tests that
 need it ask for the ``mirror`` fixture, which points ``$STYLELIB_ASSETS_DIR`` at it; a missing
@@ -10,13 +11,18 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 from stylelib.backbones import FeatureExtractor
-from stylelib.images import load_image
+from stylelib.images import load_image, save_image
 from stylelib.losses import PerceptualLoss
+
+if TYPE_CHECKING:
+    from stylelib.checkpoints import TrainResult
+    from stylelib.diffusion import PaintingPrior
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "assets"
@@ -103,3 +109,21 @@ def perceptual(
     loss.set_content(photo)
     loss.set_style(painting)
     return loss
+
+
+@pytest.fixture(scope="module")
+def prior_paintings(mirror_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three paintings from the mirror, saved at 48 px so each crop decodes in microseconds."""
+    folder = tmp_path_factory.mktemp("paintings")
+    for name in ("starry_night", "great_wave", "the_scream"):
+        image = load_image(mirror_dir / "style" / f"{name}.jpg", size=48)
+        save_image(image, folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_prior(prior_paintings: Path) -> TrainResult[PaintingPrior]:
+    """The toy painting prior of tests/priors.py after 40 steps on ``prior_paintings``."""
+    from priors import train_toy  # imports diffusers (seconds): only for the tests that ask
+
+    return train_toy(prior_paintings, 40)

@@ -76,7 +76,7 @@ def test_sdedit_without_a_prior_for_the_painting_says_how_to_train_one(
     assert status == 2 and not out.exists()
     error = capsys.readouterr().err
     assert "No bundled painting prior for 'the_scream'" in error
-    assert "python -m stylelib.diffusion the_scream" in error
+    assert "python -m stylelib.prior_training the_scream" in error
 
 
 def test_the_advised_prior_command_works_for_a_readers_own_painting(
@@ -86,7 +86,7 @@ def test_the_advised_prior_command_works_for_a_readers_own_painting(
     """Follow the message word for word (at toy size): train, then stylise with the file."""
     import shlex
 
-    from stylelib import diffusion
+    from stylelib import diffusion, prior_training
 
     monkeypatch.chdir(tmp_path)
     Image.open(mirror / "style" / "the_scream.jpg").resize((48, 60)).save("my_painting.png")
@@ -95,9 +95,9 @@ def test_the_advised_prior_command_works_for_a_readers_own_painting(
     assert main(argv) == 2
     error = capsys.readouterr().err
     advice = shlex.split(error.split("`")[1])
-    assert advice[:3] == ["python", "-m", "stylelib.diffusion"]
-    diffusion.main([*advice[3:], "--steps", "2", "--size", "16", "--scale", "24", "--batch-size",
-                    "2", "--channels", "8,8,8"])
+    assert advice[:3] == ["python", "-m", "stylelib.prior_training"]
+    prior_training.main([*advice[3:], "--steps", "2", "--size", "16", "--scale", "24",
+                         "--batch-size", "2", "--channels", "8,8,8"])
     prior_file = error.split("then pass ")[1].split(" as STYLE")[0]
     assert main([*argv[:2], prior_file, *argv[3:]]) == 0
     assert Image.open("out.png").size == (32, 24)
