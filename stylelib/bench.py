@@ -28,8 +28,8 @@ def _compare(size: int, device: str | None, chosen: Sequence[str] | None,
     if reference in measured.methods:
         for name in measured.methods:
             if name != reference:
-                parts.append(f"{measured.labels[name]} against {measured.methods[reference].label}, "
-                             "pair by pair:\n\n"
+                against = measured.methods[reference].label
+                parts.append(f"{measured.labels[name]} against {against}, pair by pair:\n\n"
                              + markdown_table(comparison.AGAINST_HEADERS,
                                               comparison.against(measured, name)))
     return "\n\n".join(parts)

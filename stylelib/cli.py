@@ -29,7 +29,7 @@ EXAMPLES = """examples:
 CONTENT and STYLE are image files or names of the book's images (e.g. tubingen, starry_night);
 for --method fast, STYLE is a bundled network's painting or a .safetensors file it trained;
 for --method sdedit, STYLE is starry_night (the bundled prior) or a prior's .safetensors file
-(python -m stylelib.diffusion trains one)."""
+(python -m stylelib.prior_training trains one)."""
 
 
 def _check_options(args: argparse.Namespace, method: methods.Method) -> dict[str, object]:

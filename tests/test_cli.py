@@ -218,4 +218,4 @@ def test_module_entry_point_shows_examples() -> None:
     shown = subprocess.run([sys.executable, "-m", "stylelib", "stylize", "--help"],
                            capture_output=True, text=True, check=True).stdout
     assert "python -m stylelib stylize photo.jpg starry_night -o out.png" in shown
-    assert "--method {adain,fast,gatys,magenta,sdedit}" in shown
+    assert "--method {gatys,fast,adain,magenta,sdedit}" in shown
