@@ -1,12 +1,11 @@
 """Training an AdaIN decoder: the paper's loss, :func:`train_decoder`, and the command that trains
-the bundled decoder (``python -m stylelib.adain_training``). Kept apart from
+the bundled decoder (``python -m stylelib train adain``). Kept apart from
 :mod:`stylelib.adain` so the method reads without the training machinery it never runs."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from stylelib.adain import (
 from stylelib.backbones import FeatureExtractor
 from stylelib.checkpoints import Plan, TrainResult, final_losses, fit, weights_output
 from stylelib.data import PhotoCrops, photo_files
-from stylelib.errors import check_int, check_number, command
+from stylelib.errors import check_int, check_number
 from stylelib.images import check_image, check_size
 from stylelib.losses import LossTerms, mean_std_loss
 from stylelib.profiles import pick_device, seeded
@@ -232,9 +231,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _parser() -> argparse.ArgumentParser:
     """The training command's options: the shared ones, then the decoder's own."""
     parser = argparse.ArgumentParser(
-        prog="python -m stylelib.adain_training",
+        prog="python -m stylelib train adain",
         description="Train an AdaIN decoder on the book's photo and painting collection.",
-        epilog="example: python -m stylelib.adain_training --steps 3000 --size 128",
+        epilog="example: python -m stylelib train adain --steps 3000 --size 128",
     )
     checkpoints.add_training_arguments(parser, steps=3000, size=128, batch_size=8, lr=5e-4,
                                        what="decoder")
@@ -278,7 +277,3 @@ def _card(args: argparse.Namespace, result: TrainResult[Decoder], photos: int, p
                   "identity: pixel MSE of the rebuilt photos; mean of the last 50 steps)",
         "licence": "weights: MIT, like the code",
     }
-
-
-if __name__ == "__main__":
-    sys.exit(command(main))

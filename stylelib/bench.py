@@ -1,9 +1,10 @@
-"""Benchmarks: ``python -m stylelib bench METHOD [--size N]`` times a method against its floor.
+"""``python -m stylelib bench METHOD`` and ``python -m stylelib compare``: the measuring commands.
 
-Each method's benchmark (:mod:`stylelib.benchmarks`, found through the registry) measures its
-own cost and the cost of the bare network work it cannot avoid (for Gatys: one backbone
-forward + backward), so the ratio shows the overhead the library adds; ``compare`` prints
-chapter 7's table. Speed targets live here, never in unit tests.
+``bench`` runs a method's benchmark (:mod:`stylelib.benchmarks`, found through the registry):
+its own cost against the bare network work it cannot avoid (for Gatys: one backbone forward +
+backward), so the ratio shows the overhead the library adds. ``compare`` prints chapter 7's
+table and each method against the reference pair by pair. Speed targets live here, never in
+unit tests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 from collections.abc import Sequence
 
 from stylelib import comparison, methods
+from stylelib.errors import StylelibError
 from stylelib.metrics import markdown_table
 from stylelib.profiles import pick_device
 
@@ -35,47 +37,43 @@ def _compare(size: int, device: str | None, chosen: Sequence[str] | None,
     return "\n\n".join(parts)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse the command line, run one benchmark and print its table."""
-    parser = argparse.ArgumentParser(
-        prog="python -m stylelib.bench",
-        description="Time a style-transfer method against the network work it cannot avoid.",
-        epilog="examples: python -m stylelib.bench gatys --size 256; "
-               "STYLELIB_PROFILE=book python -m stylelib.bench compare --size 256",
-    )
-    timed = {name: m.benchmark for name, m in methods.REGISTRY.items() if m.benchmark}
-    parser.add_argument("method", choices=[*timed, "compare"],
-                        help="one method against its floor, or compare: every method on the "
-                             "comparison's pairs (chapter 7's table)")
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """``bench METHOD``'s options: which method, at what size, how often, on what."""
+    timed = [name for name, m in methods.REGISTRY.items() if m.benchmark]
+    parser.add_argument("method", choices=timed, help="the method to time against its floor")
     parser.add_argument("--size", type=int, default=256, help="long side in pixels (256)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs (5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (2)")
     parser.add_argument("--backbone", default=None,
                         help="a name in stylelib.backbones.SOURCES (default: the default one)")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: auto)")
-    parser.add_argument("--methods", nargs="+", choices=list(methods.REGISTRY), default=None,
-                        help="compare only: the methods to run (default: all)")
-    parser.add_argument("--photos", nargs="+", default=None,
-                        help="compare only: photo names or files (default: the comparison's)")
-    parser.add_argument("--paintings", nargs="+", default=None,
-                        help="compare only: painting names or files (default: the "
-                             "comparison's)")
-    args = parser.parse_args(argv)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """Run one method's benchmark and print its rows."""
     if args.repeat < 1 or args.warmup < 0:
-        parser.error("--repeat must be >= 1 and --warmup >= 0")
-    if args.method == "compare":
-        print(_compare(args.size, args.device, args.methods, args.photos or comparison.PHOTOS,
-                       args.paintings or comparison.PAINTINGS))
-        return
-    given = [f"--{k}" for k in ("methods", "photos", "paintings") if getattr(args, k)]
-    if given:
-        parser.error(f"{', '.join(given)} only apply to compare, not to {args.method}")
-    rows = timed[args.method](args.size, args.repeat, args.warmup, args.backbone, args.device)
+        raise StylelibError("--repeat must be >= 1 and --warmup >= 0.")
+    benchmark = methods.get(args.method).benchmark
+    assert benchmark is not None  # the parser offers only methods with one
+    rows = benchmark(args.size, args.repeat, args.warmup, args.backbone, args.device)
     width = max(len(label) for label, _ in rows)
     print(f"{args.method} benchmark")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
 
 
-if __name__ == "__main__":
-    main()
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """``compare``'s options: the methods, photos and paintings, the size and the device."""
+    parser.add_argument("--size", type=int, default=256, help="long side in pixels (256)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, … (default: auto)")
+    parser.add_argument("--methods", nargs="+", choices=list(methods.REGISTRY), default=None,
+                        help="the methods to run (default: all)")
+    parser.add_argument("--photos", nargs="+", default=list(comparison.PHOTOS),
+                        help=f"photo names or files ({' '.join(comparison.PHOTOS)})")
+    parser.add_argument("--paintings", nargs="+", default=list(comparison.PAINTINGS),
+                        help=f"painting names or files ({' '.join(comparison.PAINTINGS)})")
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    """Print chapter 7's table for the chosen methods and pairs."""
+    print(_compare(args.size, args.device, args.methods, args.photos, args.paintings))

@@ -2,7 +2,7 @@
 
 :func:`load` returns one ready to stylise; :func:`training_photos` is the photo set they were
 trained on (the shared training collection minus every photo the book uses as a content image,
-so the chapters always show them photos they never saw). ``python -m stylelib.bundled STYLE``
+so the chapters always show them photos they never saw). ``python -m stylelib train fast STYLE``
 trains one more, resumably, and writes its fp16 weights with a model card.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from stylelib.checkpoints import (
     run_fields,
     weights_output,
 )
-from stylelib.errors import StylelibError, command
+from stylelib.errors import StylelibError
 from stylelib.images import load_image
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS
 
@@ -55,9 +54,9 @@ def load(style: str, device: str | torch.device = "cpu") -> fast.TransformerNet:
 def main(argv: Sequence[str] | None = None) -> None:
     """Train (or resume) one bundled network and write its weights and model card."""
     parser = argparse.ArgumentParser(
-        prog="python -m stylelib.bundled",
+        prog="python -m stylelib train fast",
         description="Train a feed-forward style network on the training collection.",
-        epilog="example: python -m stylelib.bundled starry_night --steps 2000",
+        epilog="example: python -m stylelib train fast starry_night --steps 2000",
     )
     parser.add_argument("style", help="style image asset name, e.g. starry_night")
     add_training_arguments(parser, steps=2000, size=192, batch_size=4, lr=1e-3,
@@ -114,7 +113,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         "licence": "weights: MIT, like the code; the style image's own licence is in 'style'",
     }
     publish(fast.save_weights(result.net, out, card), card)
-
-
-if __name__ == "__main__":
-    sys.exit(command(main))

@@ -105,8 +105,8 @@ def save_weights(net: nn.Module, path: str | Path, card: Mapping[str, str]) -> P
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size: int,
                            batch_size: int, lr: float, what: str) -> None:
-    """The options every training command shares (``python -m stylelib.bundled|adain_training|
-    prior_training``), each with that command's defaults; ``what`` names the network trained."""
+    """The options every training command shares (``python -m stylelib train
+    fast|adain|prior``), each with that command's defaults; ``what`` names the network trained."""
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--size", type=int, default=size, help=f"crop side ({size})")
     parser.add_argument("--scale", type=int, default=256,

@@ -1,5 +1,5 @@
-"""``python -m stylelib``: stylise an image from the shell with any of the book's methods, or run
-a benchmark.
+"""``python -m stylelib``: stylise an image from the shell with any of the book's methods, train
+the networks they need, time them, or compare them.
 
 Every argument is checked before any work starts; a bad one ends the command with one line on
 stderr (exit status 2) and no output file.
@@ -8,6 +8,8 @@ stderr (exit status 2) and no output file.
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,12 +26,14 @@ EXAMPLES = """examples:
   python -m stylelib stylize photo.jpg my_painting.jpg -o out.png --steps 300 --style-weight 30
   python -m stylelib stylize photo.jpg my_painting.jpg -o out.png --method adain --alpha 0.7
   python -m stylelib stylize photo.jpg starry_night -o out.png --method sdedit --strength 0.4
+  python -m stylelib train fast starry_night --steps 2000 --minutes 60
   python -m stylelib bench gatys --size 256
+  python -m stylelib compare --methods fast gatys --size 256
 
 CONTENT and STYLE are image files or names of the book's images (e.g. tubingen, starry_night);
 for --method fast, STYLE is a bundled network's painting or a .safetensors file it trained;
 for --method sdedit, STYLE is starry_night (the bundled prior) or a prior's .safetensors file
-(python -m stylelib.prior_training trains one)."""
+(python -m stylelib train prior PAINTING trains one)."""
 
 
 def _check_options(args: argparse.Namespace, method: methods.Method) -> dict[str, object]:
@@ -88,13 +92,8 @@ def _stylize(args: argparse.Namespace) -> None:
           f" on {device}")
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command line: ``stylize`` and ``bench`` subcommands."""
-    main = argparse.ArgumentParser(
-        prog="python -m stylelib", description="Neural style transfer from the shell.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = main.add_subparsers(dest="command", required=True)
+def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``stylize``: the photo, the painting, the output, the method and its options."""
     stylize = commands.add_parser(
         "stylize", help="stylise one image", description="Stylise CONTENT like STYLE.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -114,14 +113,55 @@ def parser() -> argparse.ArgumentParser:
                            for m, o in users))
     stylize.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
     stylize.set_defaults(run=_stylize)
-    benchmark = commands.add_parser("bench", help="time a method (python -m stylelib.bench)",
-                                    add_help=False)
-    benchmark.add_argument("rest", nargs=argparse.REMAINDER)
-    benchmark.set_defaults(run=lambda args: bench.main(args.rest))
+
+
+def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``train KIND ...``: each trainer's own options, parsed by its module (imported only
+    when that trainer runs: the diffusion prior's pulls in diffusers)."""
+    train = commands.add_parser(
+        "train", help="train a network a method needs (resumable)",
+        description="Train one of the networks the methods need, on the course's collection. "
+                    "Every run saves checkpoints; the same command again goes on from there.",
+    )
+    kinds = train.add_subparsers(dest="trainer", required=True, metavar="KIND")
+    for trainer in methods.trainers():
+        kinds.add_parser(trainer.name, help=trainer.help, add_help=False)  # see main()
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: ``stylize``, ``train``, ``bench`` and ``compare``."""
+    main = argparse.ArgumentParser(
+        prog="python -m stylelib", description="Neural style transfer from the shell.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = main.add_subparsers(dest="command", required=True)
+    _add_stylize(commands)
+    _add_train(commands)
+    timing = commands.add_parser(
+        "bench", help="time a method against the network work it cannot avoid",
+        description="Time a style-transfer method against the network work it cannot avoid.",
+        epilog="example: python -m stylelib bench gatys --size 256")
+    bench.add_bench_arguments(timing)
+    timing.set_defaults(run=bench.run_bench)
+    table = commands.add_parser(
+        "compare", help="every method on the same pairs, measured (chapter 7's table)",
+        description="Run the methods on photo-painting pairs and print their times, memory and "
+                    "scores, then each against Gatys optimisation pair by pair.",
+        epilog="example: STYLELIB_PROFILE=book python -m stylelib compare --size 256")
+    bench.add_compare_arguments(table)
+    table.set_defaults(run=bench.run_compare)
     return main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; bad input prints one ``error:`` line and returns 2."""
-    args = parser().parse_args(argv)
+    """Run the command; bad input prints one ``error:`` line and returns 2.
+
+    ``train KIND ...`` hands everything after KIND, ``--help`` included, to that trainer's own
+    parser (argparse cannot pass on arguments that start with a dash)."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    trainers = {t.name: t for t in methods.trainers()}
+    if len(given) >= 2 and given[0] == "train" and given[1] in trainers:
+        trainer = importlib.import_module(trainers[given[1]].module)
+        return command(lambda: trainer.main(given[2:]))
+    args = parser().parse_args(given)
     return command(lambda: args.run(args))

@@ -7,7 +7,7 @@ the photo (at ``relu4_2`` and, for edges and small shapes, ``relu2_2``), Gram st
 mean/std style error to the painting, SSIM to the photo and, per photo, how different a
 method's results for different paintings are (:func:`~stylelib.metrics.style_separation`).
 :func:`summary` averages them per method and :func:`against` sets one method's scores beside a
-reference's pair by pair. Chapter 7 prints the summary, and ``python -m stylelib.bench
+reference's pair by pair. Chapter 7 prints the summary, and ``python -m stylelib
 compare`` prints the same one from the shell.
 """
 

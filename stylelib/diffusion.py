@@ -376,7 +376,7 @@ def pretrained(device: str | None = None) -> PaintingPrior:
     if not path.is_file():
         raise StylelibError(
             f"The bundled painting prior is missing: no file at {path}. Train it with "
-            f"`python -m stylelib.prior_training {PRIOR_PAINTING} --steps {PRIOR_STEPS}` "
+            f"`python -m stylelib train prior {PRIOR_PAINTING} --steps {PRIOR_STEPS}` "
             "(resumable; about 1.5 s per step on two CPU cores), or reinstall stylelib."
         )
     return load_prior(path, device)

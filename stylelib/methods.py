@@ -56,6 +56,16 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Trainer:
+    """A command that trains what a method needs: ``python -m stylelib train NAME ...``."""
+
+    name: str
+    help: str
+    module: str
+    """The module whose ``main(argv)`` parses the options and trains (imported only then)."""
+
+
+@dataclass(frozen=True)
 class Method:
     """One way of stylising: how to load and run it, what it paints, what it takes."""
 
@@ -79,6 +89,7 @@ class Method:
     describe: Callable[[Settings, int], str] | None = None
     """A label with the settings in it, for images of long side ``size``."""
     benchmark: Benchmark | None = None
+    trainer: Trainer | None = None
 
     @property
     def arbitrary(self) -> bool:
@@ -130,6 +141,11 @@ def options() -> dict[str, list[tuple[Method, Option]]]:
         for option in method.options:
             found.setdefault(option.name, []).append((method, option))
     return found
+
+
+def trainers() -> list[Trainer]:
+    """The training commands of the registered methods, in registry order."""
+    return [m.trainer for m in REGISTRY.values() if m.trainer is not None]
 
 
 def _is_weights(style: str) -> bool:
@@ -188,6 +204,8 @@ register(Method(
     "fast", "feed-forward network (Johnson et al.)", "one network per painting", _load_fast,
     styles=lambda: tuple(bundled.available()), reads_painting=False,
     summary="one pass, bundled styles or a trained .safetensors", benchmark=benchmarks.bench_fast,
+    trainer=Trainer("fast", "a feed-forward network for one painting (chapter 4)",
+                    "stylelib.bundled"),
 ))
 
 
@@ -208,6 +226,8 @@ register(Method(
     options=(Option("alpha", float, 1.0, "0 keeps the photo, 1 full style"),),
     check=lambda settings: adain.check_alpha(settings["alpha"]),
     benchmark=benchmarks.bench_adain,
+    trainer=Trainer("adain", "the AdaIN decoder, for any painting (chapter 5)",
+                    "stylelib.adain_training"),
 ))
 
 
@@ -255,7 +275,7 @@ def _prior(style: str, device: torch.device) -> torch.nn.Module:
     stem = Path(style).stem
     raise StylelibError(
         f"No bundled painting prior for {style!r}: the book ships one for "
-        f"{diffusion.PRIOR_PAINTING}. Train one with `python -m stylelib.prior_training "
+        f"{diffusion.PRIOR_PAINTING}. Train one with `python -m stylelib train prior "
         f"{shlex.quote(style)} --out {shlex.quote(f'prior_{stem}.safetensors')}`, then "
         f"pass prior_{stem}.safetensors as STYLE."
     )
@@ -285,6 +305,8 @@ register(Method(
     check=lambda settings: _diffusion().check_strength(settings["steps"], settings["strength"]),
     describe=lambda settings, size: f"SDEdit, painting prior (strength {settings['strength']})",
     benchmark=benchmarks.bench_sdedit,
+    trainer=Trainer("prior", "a diffusion painting prior for SDEdit (chapter 6)",
+                    "stylelib.prior_training"),
 ))
 
 

@@ -1,5 +1,5 @@
 """Training the painting prior of :mod:`stylelib.diffusion` (DDPM's noise-prediction loss on
-painting crops, resumable) and its command, ``python -m stylelib.prior_training``; apart so that
+painting crops, resumable) and its command, ``python -m stylelib train prior``; apart so that
 SDEdit loads no training code.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from stylelib.diffusion import (
     save_prior,
     to_model,
 )
-from stylelib.errors import check_int, check_number, command
+from stylelib.errors import check_int, check_number
 from stylelib.images import check_size
 from stylelib.profiles import pick_device, seeded
 
@@ -151,9 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     """The command's options: the painting, the options every training command shares, and the
     UNet's widths."""
     parser = argparse.ArgumentParser(
-        prog="python -m stylelib.prior_training",
+        prog="python -m stylelib train prior",
         description="Train a small pixel-space diffusion prior on crops of one painting.",
-        epilog=f"example: python -m stylelib.prior_training {PRIOR_PAINTING} "
+        epilog=f"example: python -m stylelib train prior {PRIOR_PAINTING} "
                f"--steps {PRIOR_STEPS}",
     )
     parser.add_argument("painting", nargs="?", default=PRIOR_PAINTING,
@@ -219,7 +218,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     card = _card(result, args, credit, earlier)
     publish(save_prior(result.net, out, card), card)
-
-
-if __name__ == "__main__":
-    sys.exit(command(main))

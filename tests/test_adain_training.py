@@ -185,7 +185,7 @@ def test_training_into_a_missing_folder_fails_before_training(mirror: Path, tmp_
 
 def test_training_command_reports_bad_input_in_one_line(mirror: Path, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "stylelib.adain_training", "--steps", "1", "--size", "32",
+        [sys.executable, "-m", "stylelib", "train", "adain", "--steps", "1", "--size", "32",
          "--start-from", str(tmp_path / "gone.safetensors"),
          "--out", str(tmp_path / "decoder.safetensors")],
         capture_output=True, text=True, check=False,
@@ -200,4 +200,4 @@ def test_training_command_names_itself_in_its_help(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as done:
         adain_training.main(["--help"])
     assert done.value.code == 0
-    assert capsys.readouterr().out.startswith("usage: python -m stylelib.adain_training ")
+    assert capsys.readouterr().out.startswith("usage: python -m stylelib train adain ")

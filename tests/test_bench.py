@@ -1,4 +1,4 @@
-"""The benchmark command's compare table, run from Python at a toy size."""
+"""The measuring commands, ``bench`` and ``compare``, run from Python at a toy size."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from stylelib import bench, comparison
+from stylelib import comparison
+from stylelib.cli import main
 
 
 def test_compare_prints_the_table_and_each_method_against_gatys(
         mirror: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("STYLELIB_PROFILE", "quick")
-    bench.main(["compare", "--size", "32", "--methods", "gatys", "fast", "--photos", "tubingen",
+    main(["compare", "--size", "32", "--methods", "gatys", "fast", "--photos", "tubingen",
                 "--paintings", "starry_night", "the_scream"])
     text = capsys.readouterr().out
     assert "| " + " | ".join(comparison.SUMMARY_HEADERS) + " |" in text
@@ -26,5 +27,10 @@ def test_compare_prints_the_table_and_each_method_against_gatys(
 
 def test_compare_only_options_are_refused_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        bench.main(["gatys", "--photos", "tubingen"])
-    assert "--photos only apply to compare, not to gatys" in capsys.readouterr().err
+        main(["bench", "gatys", "--photos", "tubingen"])
+    assert "unrecognized arguments: --photos tubingen" in capsys.readouterr().err
+
+
+def test_a_bad_repeat_count_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "fast", "--repeat", "0"]) == 2
+    assert capsys.readouterr().err == "error: --repeat must be >= 1 and --warmup >= 0.\n"

@@ -76,7 +76,7 @@ def test_sdedit_without_a_prior_for_the_painting_says_how_to_train_one(
     assert status == 2 and not out.exists()
     error = capsys.readouterr().err
     assert "No bundled painting prior for 'the_scream'" in error
-    assert "python -m stylelib.prior_training the_scream" in error
+    assert "python -m stylelib train prior the_scream" in error
 
 
 def test_the_advised_prior_command_works_for_a_readers_own_painting(
@@ -86,7 +86,7 @@ def test_the_advised_prior_command_works_for_a_readers_own_painting(
     """Follow the message word for word (at toy size): train, then stylise with the file."""
     import shlex
 
-    from stylelib import diffusion, prior_training
+    from stylelib import diffusion
 
     monkeypatch.chdir(tmp_path)
     Image.open(mirror / "style" / "the_scream.jpg").resize((48, 60)).save("my_painting.png")
@@ -95,9 +95,9 @@ def test_the_advised_prior_command_works_for_a_readers_own_painting(
     assert main(argv) == 2
     error = capsys.readouterr().err
     advice = shlex.split(error.split("`")[1])
-    assert advice[:3] == ["python", "-m", "stylelib.prior_training"]
-    prior_training.main([*advice[3:], "--steps", "2", "--size", "16", "--scale", "24",
-                         "--batch-size", "2", "--channels", "8,8,8"])
+    assert advice[:5] == ["python", "-m", "stylelib", "train", "prior"]
+    assert main([*advice[3:], "--steps", "2", "--size", "16", "--scale", "24",
+                 "--batch-size", "2", "--channels", "8,8,8"]) == 0
     prior_file = error.split("then pass ")[1].split(" as STYLE")[0]
     assert main([*argv[:2], prior_file, *argv[3:]]) == 0
     assert Image.open("out.png").size == (32, 24)
@@ -212,6 +212,19 @@ def test_unknown_method_is_refused_by_the_parser(capsys: pytest.CaptureFixture[s
         main(["stylize", "a.jpg", "b.jpg", "-o", "c.png", "--method", "magic"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'magic'" in capsys.readouterr().err
+
+
+def test_one_parser_lists_every_command_and_every_trainer() -> None:
+    def shown(*argv: str) -> str:
+        return subprocess.run([sys.executable, "-m", "stylelib", *argv], capture_output=True,
+                              text=True, check=True).stdout
+
+    assert "{stylize,train,bench,compare}" in shown("--help")
+    trainers = shown("train", "--help")
+    assert all(f"\n    {kind} " in trainers for kind in ("fast", "adain", "prior")), trainers
+    assert shown("train", "fast", "--help").startswith("usage: python -m stylelib train fast ")
+    assert "{gatys,fast,adain,sdedit}" in shown("bench", "--help")
+    assert "--paintings" in shown("compare", "--help")
 
 
 def test_module_entry_point_shows_examples() -> None:

@@ -158,7 +158,7 @@ def test_missing_bundled_prior_names_the_training_command(monkeypatch: pytest.Mo
         diffusion.pretrained()
     message = str(caught.value)
     assert "bundled painting prior is missing" in message
-    assert f"python -m stylelib.prior_training {diffusion.PRIOR_PAINTING} --steps" in message
+    assert f"python -m stylelib train prior {diffusion.PRIOR_PAINTING} --steps" in message
 
 
 def test_bundled_prior_is_the_documented_network_with_a_card(photo: torch.Tensor) -> None:

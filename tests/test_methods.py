@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylelib import bench, comparison, methods
+from stylelib import comparison, methods
 from stylelib.cli import main, parser
 from stylelib.errors import StylelibError
 from stylelib.images import load_image
@@ -83,7 +83,7 @@ def test_its_option_is_checked_and_refused_for_other_methods(
 
 def test_a_registered_method_is_benchmarked_and_compared(
         toy: methods.Method, mirror: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench.main(["flip", "--size", "48"])
+    assert main(["bench", "flip", "--size", "48"]) == 0
     assert "flip  48 px, 5 runs" in capsys.readouterr().out
     measured = comparison.compare(["flip"], ["tubingen"], ["candy", "starry_night"], size=32)
     assert [r.painting for r in measured.of("flip")] == ["candy", "starry_night"]

@@ -70,7 +70,7 @@ def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Pat
 
 
 def test_the_training_command_runs_where_the_book_cites_it() -> None:
-    done = subprocess.run([sys.executable, "-m", "stylelib.prior_training", "--help"],
+    done = subprocess.run([sys.executable, "-m", "stylelib", "train", "prior", "--help"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert "usage: python -m stylelib.prior_training" in done.stdout
+    assert "usage: python -m stylelib train prior" in done.stdout
