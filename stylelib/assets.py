@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -71,6 +72,17 @@ def resolve(name: str) -> Asset:
         f"Unknown asset {name!r}.{did_you_mean(name)} "
         f"List the known names with stylelib.assets.names()."
     )
+
+
+def credit_lines(names: Iterable[str], *, roles: Sequence[str] | None = None, sep: str = " "
+                 ) -> str:
+    """A figure caption crediting book images, in order; with ``roles`` (one per name) each
+    credit is introduced by its role, e.g. "Photo: ...". """
+    assets = [resolve(name) for name in names]
+    if roles is not None and len(roles) != len(assets):
+        raise ValueError(f"{len(roles)} roles for {len(assets)} images: give one role each.")
+    return sep.join(a.credit_line if roles is None else f"{role}: {a.credit_line}"
+                    for a, role in zip(assets, roles or [""] * len(assets), strict=True))
 
 
 def did_you_mean(name: str) -> str:

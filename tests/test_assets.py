@@ -255,3 +255,15 @@ def test_a_mirror_variable_that_names_no_folder_is_refused(
     monkeypatch.setenv(assets.MIRROR_ENV, str(tmp_path / "typo"))
     with pytest.raises(AssetError, match=r"STYLELIB_ASSETS_DIR=.*typo is not a folder: point it"):
         assets.fetch("udnie")
+
+
+def test_credit_lines_join_the_credits_in_order_with_their_roles() -> None:
+    photo, painting = assets.resolve("tubingen"), assets.resolve("starry_night")
+    assert assets.credit_lines(["tubingen", "starry_night"]) == (
+        f"{photo.credit_line} {painting.credit_line}")
+    assert assets.credit_lines(["starry_night"], roles=["Painting"], sep="\n") == (
+        f"Painting: {painting.credit_line}")
+    with pytest.raises(ValueError, match="1 roles for 2 images"):
+        assets.credit_lines(["tubingen", "starry_night"], roles=["Photo"])
+    with pytest.raises(AssetError):
+        assets.credit_lines(["mona_lisa"])
