@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from stylelib import checkpoints
+from stylelib import weight_files
 from stylelib.backbones import CHANNELS, FeatureExtractor
-from stylelib.checkpoints import WeightKind
 from stylelib.colour import match_colour
 from stylelib.errors import StylelibError
 from stylelib.images import check_image, pad_to_multiple
 from stylelib.losses import mean_std
+from stylelib.weight_files import WeightKind
 
 ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 """The layers the style loss reads; the deepest one is where AdaIN happens."""
@@ -391,12 +391,12 @@ def stylize(
 def save_decoder(decoder: Decoder, path: str | Path, card: Mapping[str, str]) -> Path:
     """Save ``decoder`` as fp16 safetensors; the card is its own card (the backbone it was
     trained on) updated with ``card``."""
-    return checkpoints.save_weights(decoder, path, {**decoder.card, **card})
+    return weight_files.save_weights(decoder, path, {**decoder.card, **card})
 
 
 def load_decoder(path: str | Path) -> Decoder:
     """A float32 :class:`Decoder` (eval mode) from a safetensors file, card attached."""
-    decoder, card = checkpoints.load_weights(Decoder(), path, KIND)
+    decoder, card = weight_files.load_weights(Decoder(), path, KIND)
     decoder.card = card
     return decoder
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch.utils.data import DataLoader
 
-from stylelib import checkpoints, data
+from stylelib import data
 from stylelib.adain import (
     DEEPEST,
     ENCODER_LAYERS,
@@ -27,12 +27,19 @@ from stylelib.adain import (
     weights_path,
 )
 from stylelib.backbones import FeatureExtractor
-from stylelib.checkpoints import Plan, TrainResult, final_losses, fit, weights_output
 from stylelib.data import PhotoCrops, photo_files
 from stylelib.errors import check_int, check_number
 from stylelib.images import check_image, check_size
 from stylelib.losses import LossTerms, mean_std_loss
 from stylelib.profiles import pick_device, seeded
+from stylelib.training import Plan, TrainResult, fit
+from stylelib.training_commands import (
+    add_training_arguments,
+    final_losses,
+    publish,
+    run_fields,
+    weights_output,
+)
 
 PAINTING_REPEATS = 10
 """With photographs among the training styles (``--photo-styles``), each painting stands this
@@ -190,7 +197,7 @@ def _crop_pairs(
     photos: list[Path], paintings: list[Path], *, size: int, scale: int | None, batch_size: int,
     steps: int, seed: int, recolour: bool,
 ) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """``batches(done)`` for :func:`~stylelib.checkpoints.fit`: from step ``done`` on, batches of
+    """``batches(done)`` for :func:`~stylelib.training.fit`: from step ``done`` on, batches of
     photo crops (seed stream ``seed``) beside as many painting crops (stream ``(seed, 1)``, hues
     turned at random with ``recolour``), the same crops for the same step on every run."""
 
@@ -225,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         start_from=args.start_from, minutes=args.minutes,
     )
     card = _card(args, result, len(photos), len(paintings), earlier)
-    checkpoints.publish(save_decoder(result.net, out, card), card)
+    publish(save_decoder(result.net, out, card), card)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -235,8 +242,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Train an AdaIN decoder on the book's photo and painting collection.",
         epilog="example: python -m stylelib train adain --steps 3000 --size 128",
     )
-    checkpoints.add_training_arguments(parser, steps=3000, size=128, batch_size=8, lr=5e-4,
-                                       what="decoder")
+    add_training_arguments(parser, steps=3000, size=128, batch_size=8, lr=5e-4, what="decoder")
     parser.add_argument("--style-weight", type=float, default=10.0)
     parser.add_argument("--identity-weight", type=float, default=0.0,
                         help="weight of the pixel identity term (0: the paper's loss)")
@@ -264,7 +270,7 @@ def _card(args: argparse.Namespace, result: TrainResult[Decoder], photos: int, p
                 + (f"; style crops from the paintings (each counted {PAINTING_REPEATS} times) "
                    "and the photos" if args.photo_styles else "")
                 + f"; random {args.size} px crops of images resized to {args.scale} px",
-        **checkpoints.run_fields(
+        **run_fields(
             result, f"batch {args.batch_size} photo-painting pairs, lr {args.lr} (warm-up "
             f"100), content weight 1, style weight {args.style_weight}"
             + (f", identity weight {args.identity_weight}" if args.identity_weight else "")

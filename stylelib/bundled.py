@@ -17,16 +17,16 @@ import torch
 
 from stylelib import assets, data, fast
 from stylelib.backbones import default_backbone
-from stylelib.checkpoints import (
+from stylelib.errors import StylelibError
+from stylelib.images import load_image
+from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS
+from stylelib.training_commands import (
     add_training_arguments,
     final_losses,
     publish,
     run_fields,
     weights_output,
 )
-from stylelib.errors import StylelibError
-from stylelib.images import load_image
-from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 STYLES = ("starry_night", "the_scream", "great_wave")

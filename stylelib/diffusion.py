@@ -33,10 +33,10 @@ from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import nn
 
-from stylelib.checkpoints import WeightKind, load_state, read_safetensors, save_weights
 from stylelib.errors import StylelibError, check_int
 from stylelib.images import check_image, check_size
 from stylelib.profiles import pick_device
+from stylelib.weight_files import WeightKind, load_state, read_safetensors, save_weights
 
 Scheduler = DDPMScheduler | DDIMScheduler
 """The diffusers schedulers the SDEdit loop is written for (``add_noise`` + ``step``)."""

@@ -18,8 +18,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.utils.data import DataLoader
 
-from stylelib import checkpoints
-from stylelib.checkpoints import Plan, TrainResult, WeightKind, fit
+from stylelib import weight_files
 from stylelib.data import PhotoCrops, photo_files
 from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.files import write_atomically
@@ -31,6 +30,8 @@ from stylelib.images import (
 )
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
 from stylelib.profiles import pick_device, seeded
+from stylelib.training import Plan, TrainResult, fit
+from stylelib.weight_files import WeightKind
 
 
 def _conv(
@@ -145,12 +146,12 @@ KIND = WeightKind("TransformerNet", "stylelib.fast.save_weights", "load_weights"
 
 def save_weights(net: TransformerNet, path: str | Path, card: Mapping[str, str]) -> Path:
     """Save ``net`` as fp16 safetensors (half the size) with the model card as metadata."""
-    return checkpoints.save_weights(net, path, card)
+    return weight_files.save_weights(net, path, card)
 
 
 def load_weights(path: str | Path) -> TransformerNet:
     """A float32 :class:`TransformerNet` (eval mode) from a safetensors file, card attached."""
-    net, card = checkpoints.load_weights(TransformerNet(), path, KIND)
+    net, card = weight_files.load_weights(TransformerNet(), path, KIND)
     net.card = card
     return net
 

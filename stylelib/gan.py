@@ -316,6 +316,28 @@ def generator_loss(discriminator: Discriminator, fake: torch.Tensor) -> torch.Te
     return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
+def _adversarial_step(
+    generator: Generator, discriminator: Discriminator, g_optimizer: torch.optim.Optimizer,
+    d_optimizer: torch.optim.Optimizer, real: torch.Tensor, z: torch.Tensor,
+) -> dict[str, float]:
+    """One step of the game: an Adam step on the discriminator's loss, then one on the
+    generator's with the same generated batch ``generator(z)``; both losses and the
+    discriminator's mean outputs (before its update)."""
+    fake = generator(z)
+
+    d_optimizer.zero_grad()
+    d_loss, means = discriminator_loss(discriminator, real, fake.detach())
+    d_loss.backward()  # type: ignore[no-untyped-call]
+    d_optimizer.step()
+
+    g_optimizer.zero_grad()
+    g_loss = generator_loss(discriminator, fake)
+    g_loss.backward()  # type: ignore[no-untyped-call]
+    g_optimizer.step()
+
+    return {"generator": float(g_loss.detach()), "discriminator": float(d_loss.detach()), **means}
+
+
 def train(
     real: torch.Tensor,
     *,
@@ -373,20 +395,8 @@ def train(
               mininterval=0.5) as bar:
         for step in bar:
             batch = pool[torch.randint(len(pool), (batch_size,), generator=rng)].to(dev)
-            fake = generator(torch.randn(batch_size, latent, generator=rng).to(dev))
-
-            d_optimizer.zero_grad()
-            d_loss, means = discriminator_loss(discriminator, batch, fake.detach())
-            d_loss.backward()  # type: ignore[no-untyped-call]
-            d_optimizer.step()
-
-            g_optimizer.zero_grad()
-            g_loss = generator_loss(discriminator, fake)
-            g_loss.backward()  # type: ignore[no-untyped-call]
-            g_optimizer.step()
-
-            losses = {"generator": float(g_loss.detach()), "discriminator": float(d_loss.detach()),
-                      **means}
+            z = torch.randn(batch_size, latent, generator=rng).to(dev)
+            losses = _adversarial_step(generator, discriminator, g_optimizer, d_optimizer, batch, z)
             if not all(math.isfinite(v) for v in losses.values()):
                 raise StylelibError(
                     f"The GAN diverged (NaN/inf losses) at step {step}: lower lr and train again."

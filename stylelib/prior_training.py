@@ -17,16 +17,6 @@ import torch.nn.functional as F  # noqa: N812
 from torch.utils.data import DataLoader
 
 from stylelib import assets
-from stylelib.checkpoints import (
-    Plan,
-    TrainResult,
-    add_training_arguments,
-    final_losses,
-    fit,
-    publish,
-    run_fields,
-    weights_output,
-)
 from stylelib.data import PhotoCrops, photo_files
 from stylelib.diffusion import (
     KIND,
@@ -48,6 +38,14 @@ from stylelib.diffusion import (
 from stylelib.errors import check_int, check_number
 from stylelib.images import check_size
 from stylelib.profiles import pick_device, seeded
+from stylelib.training import Plan, TrainResult, fit
+from stylelib.training_commands import (
+    add_training_arguments,
+    final_losses,
+    publish,
+    run_fields,
+    weights_output,
+)
 
 
 def denoising_loss(prior: PaintingPrior, images: torch.Tensor, seed: int) -> torch.Tensor:

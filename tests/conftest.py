@@ -21,8 +21,8 @@ from stylelib.images import load_image, save_image
 from stylelib.losses import PerceptualLoss
 
 if TYPE_CHECKING:
-    from stylelib.checkpoints import TrainResult
     from stylelib.diffusion import PaintingPrior
+    from stylelib.training import TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "assets"

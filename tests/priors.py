@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from stylelib.checkpoints import TrainResult
 from stylelib.diffusion import PaintingPrior, prior_unet
 from stylelib.prior_training import train_prior
+from stylelib.training import TrainResult
 
 SIZE = 16
 """Crop side the toy prior trains on (a multiple of its 4x downscaling)."""

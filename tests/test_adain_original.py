@@ -8,20 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from bait import Bait
 
 from stylelib.adain import Decoder, OriginalEncoder, load_decoder, stylize
 from stylelib.adain_original import load_original
 from stylelib.errors import StylelibError
-
-
-class Bait:
-    """Unpickles by calling ``Path.touch(marker)``: proof that a pickle was (or was not) run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[Path]]:
-        return (Path.touch, (self.marker,))
 
 
 def test_pickled_weight_files_are_refused_and_never_run(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from stylelib import adain_training
 from stylelib.adain import ENCODER_LAYERS, AdaIN, Decoder, load_decoder, save_decoder, stylize
 from stylelib.adain_training import train_decoder, training_loss
 from stylelib.backbones import FeatureExtractor
-from stylelib.checkpoints import TrainResult
 from stylelib.errors import StylelibError
 from stylelib.profiles import seeded
+from stylelib.training import TrainResult
 
 HED = "vgg16-hed"
 

@@ -88,28 +88,6 @@ def test_training_command_takes_johnsons_loss_and_names_it_in_the_card(
     assert card["losses"] != fast.load_weights(default).card["losses"]
 
 
-@pytest.mark.parametrize("command", ["bundled", "adain_training", "prior_training"])
-@pytest.mark.parametrize(("name", "message"), [
-    ("net.png", "would hold weights under a '.png' extension: name it net.safetensors"),
-    ("net", "under a 'missing' extension"),
-    ("missing/net.safetensors", "does not exist; create it first"),
-])
-def test_training_commands_refuse_an_out_that_is_not_a_weights_file(
-        mirror: Path, tmp_path: Path, command: str, name: str, message: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """Checked before any training: nothing is written, nothing is trained."""
-    from stylelib import adain_training, prior_training
-    from stylelib.errors import command as run_command
-
-    mains = {"bundled": (bundled.main, "great_wave"), "adain_training": (adain_training.main, None),
-             "prior_training": (prior_training.main, "starry_night")}
-    main, painting = mains[command]
-    argv = [*([painting] if painting else []), "--steps", "1", "--out", str(tmp_path / name)]
-    assert run_command(lambda: main(argv)) == 2
-    assert message in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_training_further_extends_the_card_of_the_weights_it_starts_from(
         mirror: Path, tmp_path: Path) -> None:
     """A ``--start-from`` run appends its steps, time and hardware (when it differs) to the

@@ -17,7 +17,6 @@ from priors import PRIOR_CARD, SIZE
 from safetensors import safe_open
 
 from stylelib import diffusion
-from stylelib.checkpoints import TrainResult
 from stylelib.diffusion import (
     PaintingPrior,
     add_noise,
@@ -32,6 +31,7 @@ from stylelib.diffusion import (
 )
 from stylelib.errors import StylelibError
 from stylelib.stable_diffusion import tiny_sd_pipeline
+from stylelib.training import TrainResult
 
 
 @pytest.fixture(scope="module")

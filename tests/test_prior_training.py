@@ -14,11 +14,11 @@ import pytest
 import torch
 from priors import PRIOR_CARD, SIZE, toy_prior, train_toy
 
-from stylelib.checkpoints import TrainResult
 from stylelib.diffusion import PaintingPrior, load_prior
 from stylelib.errors import StylelibError
 from stylelib.images import load_image
 from stylelib.prior_training import denoising_loss, main, train_prior
+from stylelib.training import TrainResult
 
 
 def test_training_lowers_the_denoising_loss(trained_prior: TrainResult[PaintingPrior],

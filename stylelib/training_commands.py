@@ -1,0 +1,83 @@
+"""What the three training commands (``python -m stylelib train fast|adain|prior``) share:
+their common options, the check of ``--out`` before any training, and the model-card fields
+and Markdown card they publish beside the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from stylelib.errors import StylelibError
+from stylelib.profiles import device_name, pick_device
+from stylelib.training import TrainResult
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size: int,
+                           batch_size: int, lr: float, what: str) -> None:
+    """The options every training command shares (``python -m stylelib train
+    fast|adain|prior``), each with that command's defaults; ``what`` names the network trained."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--size", type=int, default=size, help=f"crop side ({size})")
+    parser.add_argument("--scale", type=int, default=256,
+                        help="long side images are resized to before cropping (256)")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="crop order, noise and initial weights (0)")
+    parser.add_argument("--start-from", type=Path, default=None,
+                        help=f"{what} weights file to train further (its card is carried over)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after this many minutes with a checkpoint; run the same "
+                             "command again to go on")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
+
+
+def weights_output(path: Path | None, default: Path) -> Path:
+    """The ``--out`` of a training command, checked before any training: a ``.safetensors``
+    file in an existing folder (weights are never written under another format's name)."""
+    out = (path or default).expanduser()
+    if out.suffix.lower() != ".safetensors":
+        raise StylelibError(
+            f"--out {out} would hold weights under a {out.suffix or 'missing'!r} extension: "
+            f"name it {out.with_suffix('.safetensors').name} instead."
+        )
+    if not out.parent.is_dir():
+        raise StylelibError(f"--out {out}: folder {out.parent} does not exist; create it first.")
+    return out
+
+
+def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
+               device: str | None) -> dict[str, str]:
+    """The model-card fields every training command writes: what ran (after what the card of
+    an ``earlier`` run it started from says), on what hardware, for how long."""
+    hardware = device_name(pick_device(device))
+    before = earlier.get("hardware", hardware)
+    return {
+        "training": (f"{earlier['training']}; then " if earlier else "")
+                    + f"{result.steps_done} Adam steps, {how}",
+        "hardware": before if before.rsplit("; then ", 1)[-1] == hardware
+                    else f"{before}; then {hardware}",
+        "time": (f"{earlier['time']} + " if earlier else "") + f"{result.seconds / 60:.1f} min",
+    }
+
+
+def final_losses(history: list[dict[str, float]], keys: Iterable[str], last: int = 50
+                 ) -> dict[str, float]:
+    """The mean of each loss over the last ``last`` training steps (rounded for a card)."""
+    tail = history[-last:]
+    return {key: round(sum(step[key] for step in tail) / len(tail), 4) for key in keys}
+
+
+def publish(weights: Path, card: Mapping[str, str]) -> None:
+    """Write ``card`` as a Markdown model card beside ``weights`` (same name, ``.md``) and
+    print both: the training commands store the same fields in the weights' metadata."""
+    bullets = "".join(f"- **{key}**: {value}\n" for key, value in card.items())
+    weights.with_suffix(".md").write_text(
+        f"# Model card: {weights.name}\n\nThe same fields are stored in the file's metadata."
+        f"\n\n{bullets}", encoding="utf-8")
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and its model card")
+    print(bullets, end="")
