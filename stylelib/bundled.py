@@ -53,29 +53,7 @@ def load(style: str, device: str | torch.device = "cpu") -> fast.TransformerNet:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Train (or resume) one bundled network and write its weights and model card."""
-    parser = argparse.ArgumentParser(
-        prog="python -m stylelib train fast",
-        description="Train a feed-forward style network on the training collection.",
-        epilog="example: python -m stylelib train fast starry_night --steps 2000",
-    )
-    parser.add_argument("style", help="style image asset name, e.g. starry_night")
-    add_training_arguments(parser, steps=2000, size=192, batch_size=4, lr=1e-3,
-                           what="network")
-    parser.add_argument("--style-size", type=int, default=256, help="style image long side")
-    parser.add_argument("--style-weight", type=float, default=10.0)
-    parser.add_argument("--cooldown", type=int, default=0,
-                        help="steps at the end over which the lr falls linearly to 0 (0)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast: faster on GPUs and CPUs with AVX-512 BF16")
-    parser.add_argument("--tv-weight", type=float, default=0.0,
-                        help="total-variation weight, against high-frequency noise (0)")
-    parser.add_argument("--content-layers", nargs="+", default=list(CONTENT_LAYERS),
-                        help=f"({' '.join(CONTENT_LAYERS)}; Johnson et al.: relu2_2)")
-    parser.add_argument("--style-layers", nargs="+", default=list(STYLE_LAYERS),
-                        help=f"({' '.join(STYLE_LAYERS)})")
-    parser.add_argument("--backbone", default=None,
-                        help="loss network (default: the default backbone)")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     out = weights_output(args.out, weights_path(args.style))
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
     style_asset = assets.resolve(args.style)
@@ -113,3 +91,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         "licence": "weights: MIT, like the code; the style image's own licence is in 'style'",
     }
     publish(fast.save_weights(result.net, out, card), card)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command's options: the painting, the options every training command shares, and
+    the perceptual loss's weights and layers."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stylelib train fast",
+        description="Train a feed-forward style network on the training collection.",
+        epilog="example: python -m stylelib train fast starry_night --steps 2000",
+    )
+    parser.add_argument("style", help="style image asset name, e.g. starry_night")
+    add_training_arguments(parser, steps=2000, size=192, batch_size=4, lr=1e-3,
+                           what="network")
+    parser.add_argument("--style-size", type=int, default=256, help="style image long side")
+    parser.add_argument("--style-weight", type=float, default=10.0)
+    parser.add_argument("--cooldown", type=int, default=0,
+                        help="steps at the end over which the lr falls linearly to 0 (0)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast: faster on GPUs and CPUs with AVX-512 BF16")
+    parser.add_argument("--tv-weight", type=float, default=0.0,
+                        help="total-variation weight, against high-frequency noise (0)")
+    parser.add_argument("--content-layers", nargs="+", default=list(CONTENT_LAYERS),
+                        help=f"({' '.join(CONTENT_LAYERS)}; Johnson et al.: relu2_2)")
+    parser.add_argument("--style-layers", nargs="+", default=list(STYLE_LAYERS),
+                        help=f"({' '.join(STYLE_LAYERS)})")
+    parser.add_argument("--backbone", default=None,
+                        help="loss network (default: the default backbone)")
+    return parser

@@ -159,6 +159,45 @@ def load_weights(path: str | Path) -> TransformerNet:
 # --------------------------------------------------------------------------- training
 
 
+def _check_numbers(*, steps: int, batch_size: int, checkpoint_every: int, preview_every: int,
+                   warmup: int, cooldown: int, size: int, scale: int | None, lr: float,
+                   seed: int) -> None:
+    """Refuse a training setting that is not a number of the right kind."""
+    for name, value in (("steps", steps), ("batch_size", batch_size),
+                        ("checkpoint_every", checkpoint_every), ("preview_every", preview_every)):
+        check_int(value, name)
+    check_int(warmup, "warmup", minimum=0)
+    check_int(cooldown, "cooldown", minimum=0)
+    check_size(size)
+    check_size(scale, "scale")
+    check_number(lr, "lr", strict=True)
+    check_int(seed, "seed", minimum=0)
+
+
+def _crop_batches(crops: PhotoCrops, batch_size: int, steps: int
+                  ) -> Callable[[int], DataLoader[torch.Tensor]]:
+    """The batches of a run that has done ``done`` steps: crop ``k`` of the stream is always
+    the ``k``-th of the run, so a resumed run sees what an uninterrupted one would."""
+    def batches(done: int) -> DataLoader[torch.Tensor]:
+        return DataLoader(crops, batch_size=batch_size,
+                          sampler=range(done * batch_size, steps * batch_size))
+
+    return batches
+
+
+def _perceptual_step(net: TransformerNet, loss: PerceptualLoss, device: torch.device, bf16: bool
+                     ) -> Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]:
+    """One step's loss: stylise the batch and score it against itself as the content."""
+    def step(batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = batch.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss.set_content(batch)
+            terms = loss(net(batch))
+        return terms.total, terms.as_floats()
+
+    return step
+
+
 def train(
     style: torch.Tensor,
     photos: Sequence[str | Path] | str | Path,
@@ -213,15 +252,9 @@ def train(
     and at the end, to watch the network learn.
     ``callback(step, losses, net)`` runs after each step; ``step`` counts the steps done.
     """
-    for name, value in (("steps", steps), ("batch_size", batch_size),
-                        ("checkpoint_every", checkpoint_every), ("preview_every", preview_every)):
-        check_int(value, name)
-    check_int(warmup, "warmup", minimum=0)
-    check_int(cooldown, "cooldown", minimum=0)
-    check_size(size)
-    check_size(scale, "scale")
-    check_number(lr, "lr", strict=True)
-    check_int(seed, "seed", minimum=0)
+    _check_numbers(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
+                   preview_every=preview_every, warmup=warmup, cooldown=cooldown, size=size,
+                   scale=scale, lr=lr, seed=seed)
     style = check_image(style, "style")
     if preview is not None:
         preview = check_image(preview, "preview")
@@ -245,20 +278,10 @@ def train(
     }
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
                 checkpoint_every, settings, KIND, preview_every, progress, minutes, cooldown)
-
-    def batches(done: int) -> DataLoader[torch.Tensor]:
-        return DataLoader(PhotoCrops(files, size, seed, scale), batch_size=batch_size,
-                          sampler=range(done * batch_size, steps * batch_size))
-
-    def step(batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = batch.to(dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            loss.set_content(batch)
-            terms = loss(net(batch))
-        return terms.total, terms.as_floats()
-
+    batches = _crop_batches(PhotoCrops(files, size, seed, scale), batch_size, steps)
     shown = preview
-    return fit(net, optimizer, plan, batches, step, callback=callback,
+    return fit(net, optimizer, plan, batches, _perceptual_step(net, loss, dev, bf16),
+               callback=callback,
                preview=None if shown is None else lambda: net(shown.to(dev)).to(shown.device))
 
 

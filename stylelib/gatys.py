@@ -137,6 +137,33 @@ def _scales(size: int, scales: int) -> list[int]:
     return sides
 
 
+def _levels(target: torch.Tensor, scales: int | None) -> int:
+    """How many coarse-to-fine levels to solve: ``scales``, or by default
+    :func:`default_scales`, fewer for a narrow image rather than a stretched coarse one."""
+    if scales is not None:
+        return scales
+    levels = default_scales(max(target.shape[-2:]))
+    while levels > 1 and min(target.shape[-2:]) // 2 ** (levels - 1) < MIN_SIDE:
+        levels -= 1
+    return levels
+
+
+def _start_image(init: Init | torch.Tensor, previous: torch.Tensor | None,
+                 level_content: torch.Tensor, side: int, generator: torch.Generator
+                 ) -> torch.Tensor:
+    """Where one level's optimisation starts: the coarser level's result upsampled, else
+    ``init`` (the content, noise from ``generator``, or a given image) at this level's size."""
+    if previous is not None:
+        return F.interpolate(previous, size=level_content.shape[-2:], mode="bilinear")
+    if isinstance(init, torch.Tensor):
+        return resize(check_image(init, "init"), side).to(level_content.device)
+    if init == "content":
+        return level_content
+    if init == "noise":
+        return torch.rand(level_content.shape, generator=generator).to(level_content.device)
+    raise StylelibError(f"init must be 'content', 'noise' or a tensor, got {init!r}.")
+
+
 def stylize(
     content: torch.Tensor,
     style: torch.Tensor,
@@ -182,10 +209,7 @@ def stylize(
         style_weight=style_weight, tv_weight=tv_weight, backbone=backbone,
     ).to(content.device)
     full_side = max(target.shape[-2:])
-    levels = default_scales(full_side) if scales is None else scales
-    if scales is None:  # a narrow image gets fewer levels rather than a stretched coarse one
-        while levels > 1 and min(target.shape[-2:]) // 2 ** (levels - 1) < MIN_SIDE:
-            levels -= 1
+    levels = _levels(target, scales)
     generator = torch.Generator().manual_seed(seed)
     image: torch.Tensor | None = None
     history: list[dict[str, float]] = []
@@ -194,17 +218,7 @@ def stylize(
         style_side = max(MIN_SIDE, round(max(style.shape[-2:]) * side / full_side))
         loss.set_content(level_content)
         loss.set_style(resize(style, style_side))
-        if image is not None:
-            start_image = F.interpolate(image, size=level_content.shape[-2:], mode="bilinear")
-        elif isinstance(init, torch.Tensor):
-            start_image = resize(check_image(init, "init"), side).to(content.device)
-        elif init == "content":
-            start_image = level_content
-        elif init == "noise":
-            noise = torch.rand(level_content.shape, generator=generator)
-            start_image = noise.to(content.device)
-        else:
-            raise StylelibError(f"init must be 'content', 'noise' or a tensor, got {init!r}.")
+        start_image = _start_image(init, image, level_content, side, generator)
         image, level_history = optimize(
             start_image, loss, steps=steps, optimizer=optimizer, lr=lr, progress=progress,
             desc=f"gatys {side}px" if levels > 1 else "gatys", callback=callback,

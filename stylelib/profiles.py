@@ -41,6 +41,8 @@ class Profile:
     """Steps of the live training demos (a network trained while the chapter runs)."""
     train_size: int
     """Crop side, in pixels, of those demos' training images."""
+    train_batch: int
+    """Crops (or photo-painting pairs) per step of those demos."""
     gan_steps: int
     """Training steps of chapter 1's small GAN (batches of 64 images of 32 x 32 pixels)."""
     gan_crops: int
@@ -51,11 +53,11 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32, 20, 256, 10,
+    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32, 4, 20, 256, 10,
                      "CI and smoke tests: tiny images, a few steps"),
-    "book": Profile("book", 256, 100, 512, 128, 5, 150, 128, 2000, 2048, 25,
+    "book": Profile("book", 256, 100, 512, 128, 5, 150, 128, 4, 2000, 2048, 25,
                     "the CPU-built book: results that look right"),
-    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, 10000, 2048, 50,
+    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, 8, 10000, 2048, 50,
                     "paper-like settings, for a GPU"),
 }
 

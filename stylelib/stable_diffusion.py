@@ -29,6 +29,10 @@ from stylelib.profiles import pick_device
 
 TURBO_MODEL = "stabilityai/sd-turbo"
 """Stable Diffusion distilled to 1-4 steps: ``guidance=0.0``, ``steps`` with steps*strength >= 1."""
+TURBO_SIDE = 512
+"""The image side SD-Turbo was trained at (its VAE and UNet work at any multiple of 8)."""
+TURBO_STEPS = 4
+"""The most denoising steps SD-Turbo was distilled for."""
 CLASSIC_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 """The classic latent diffusion model: a prompt, ``guidance`` about 7.5, 30-50 steps."""
 
