@@ -3,6 +3,7 @@ are never unpickled."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 
@@ -14,3 +15,13 @@ class Bait:
 
     def __reduce__(self) -> tuple[object, tuple[Path]]:
         return (Path.touch, (self.marker,))
+
+
+def armed_bait(folder: Path) -> tuple[Bait, Path]:
+    """A bait and the file it would create, after checking on a control that unpickling one
+    does run it (else a test that it never ran would prove nothing)."""
+    control = folder / "control-ran"
+    pickle.loads(pickle.dumps(Bait(control)))
+    assert control.exists(), "the bait must work, or this test proves nothing"
+    marker = folder / "payload-ran"
+    return Bait(marker), marker

@@ -3,12 +3,11 @@ pickles without ever running one."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import pytest
 import torch
-from bait import Bait
+from bait import armed_bait
 
 from stylelib.adain import Decoder, OriginalEncoder, load_decoder, stylize
 from stylelib.adain_original import load_original
@@ -16,12 +15,9 @@ from stylelib.errors import StylelibError
 
 
 def test_pickled_weight_files_are_refused_and_never_run(tmp_path: Path) -> None:
-    control = tmp_path / "control-ran"
-    pickle.loads(pickle.dumps(Bait(control)))
-    assert control.exists(), "the bait must work, or this test proves nothing"
-    marker = tmp_path / "payload-ran"
+    payload, marker = armed_bait(tmp_path)
     bait = tmp_path / "decoder.pth"
-    torch.save({"1.weight": Bait(marker)}, bait)
+    torch.save({"1.weight": payload}, bait)
     with pytest.raises(StylelibError, match="never unpickles"):
         load_decoder(bait)
     with pytest.raises(StylelibError, match="weights_only=True"):

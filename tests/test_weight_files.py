@@ -6,13 +6,12 @@ a seeded random :class:`~stylelib.fast.TransformerNet`: file formats need no tra
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from pathlib import Path
 
 import pytest
 import torch
-from bait import Bait
+from bait import armed_bait
 from safetensors.torch import save_file
 
 from stylelib.errors import StylelibError
@@ -87,12 +86,9 @@ def test_missing_weight_file_is_named(tmp_path: Path) -> None:
 
 
 def test_a_pickle_is_refused_and_never_run(tmp_path: Path) -> None:
-    control = tmp_path / "control-ran"
-    pickle.loads(pickle.dumps(Bait(control)))
-    assert control.exists(), "the bait must work, or this test proves nothing"
-    marker = tmp_path / "payload-ran"
+    payload, marker = armed_bait(tmp_path)
     path = tmp_path / "net.safetensors"
-    torch.save({"to_rgb.weight": Bait(marker)}, path)
+    torch.save({"to_rgb.weight": payload}, path)
     with pytest.raises(StylelibError, match="never unpickles"):
         load(path)
     assert not marker.exists()
