@@ -29,10 +29,10 @@ from stylelib.backbones import CHANNELS, FeatureExtractor
 from stylelib.colour import match_colour
 from stylelib.errors import StylelibError
 from stylelib.images import check_image, pad_to_multiple
-from stylelib.losses import mean_std
+from stylelib.losses import STATISTICS_LAYERS, mean_std
 from stylelib.weight_files import WeightKind
 
-ENCODER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+ENCODER_LAYERS = STATISTICS_LAYERS
 """The layers the style loss reads; the deepest one is where AdaIN happens."""
 DEEPEST = ENCODER_LAYERS[-1]
 SCALE = 8

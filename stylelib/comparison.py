@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from stylelib import adain
 from stylelib.backbones import FeatureExtractor
 from stylelib.costs import peak_memory
 from stylelib.images import load_image
-from stylelib.losses import PerceptualLoss
+from stylelib.losses import STATISTICS_LAYERS, PerceptualLoss
 from stylelib.methods import REFERENCE, Method, chosen
 from stylelib.metrics import (
     content_error,
@@ -98,7 +97,7 @@ def compare(
     to_run = chosen(names)  # an unknown name fails here, before any image is loaded
     images = {name: load_image(name, size, device=dev) for name in {*photos, *paintings}}
     loss = PerceptualLoss().to(dev)
-    statistics_network = FeatureExtractor(adain.ENCODER_LAYERS).to(dev)
+    statistics_network = FeatureExtractor(STATISTICS_LAYERS).to(dev)
     shallow_network = FeatureExtractor(("relu2_2",)).to(dev)
     done = Comparison({}, {}, {}, [])
     for method in to_run:

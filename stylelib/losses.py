@@ -19,6 +19,9 @@ from stylelib.errors import StylelibError, check_number
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYERS = ("relu4_2",)
+STATISTICS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+"""Where AdaIN's style loss compares channel means and standard deviations (Huang & Belongie
+2017): its encoder ends at the deepest one, and the comparison's mean/std error reads them all."""
 EPS = 1e-8
 
 
