@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from stylelib.backbones import default_backbone
 from stylelib.errors import StylelibError
 from stylelib.images import load_image
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS
+from stylelib.training import TrainResult
 from stylelib.training_commands import (
     add_training_arguments,
     final_losses,
@@ -56,29 +57,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     out = weights_output(args.out, weights_path(args.style))
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
-    style_asset = assets.resolve(args.style)
     photos = data.training_photos()
     earlier = fast.load_weights(args.start_from).card if args.start_from else {}
+    style_side = max(args.scales) if args.scales else args.style_size
     result = fast.train(
-        load_image(args.style, args.style_size), photos, steps=args.steps,
-        batch_size=args.batch_size, size=args.size, scale=args.scale,
+        load_image(args.style, style_side), photos, steps=args.steps,
+        batch_size=args.batch_size, size=args.size,
+        scale=None if args.scales else args.scale, scales=args.scales or (),
         style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layers=args.content_layers, style_layers=args.style_layers,
         backbone=args.backbone, lr=args.lr, cooldown=args.cooldown, bf16=args.bf16,
         device=args.device, checkpoint=checkpoint, seed=args.seed, start_from=args.start_from,
         minutes=args.minutes,
     )
+    card = _card(args, result, len(photos), earlier)
+    publish(fast.save_weights(result.net, out, card), card)
+
+
+def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], photos: int,
+          earlier: Mapping[str, str]) -> dict[str, str]:
+    """The trained network's model card: the painting, the photos, how (``args``), for how
+    long and to what losses; a run that went on from ``earlier``'s weights adds to its card."""
+    style_asset = assets.resolve(args.style)
     schedule = (f"lr {args.lr} (warm-up 100"
                 + (f", linear cool-down to 0 over the last {args.cooldown} steps"
                    if args.cooldown else "") + ")" + (", bfloat16 autocast" if args.bf16 else ""))
-    card = {
+    sides = (f"long sides {', '.join(map(str, args.scales))} px in turn, batch by batch, each "
+             "batch against the painting at the same long side" if args.scales
+             else f"a long side of {args.scale} px")
+    return {
         "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",
         "style": f"{style_asset.name}: {style_asset.credit} ({style_asset.licence}), "
-                 f"long side {args.style_size} px",
-        "data": f"{len(photos)} photos of the book's training collection (ImageNet samples, "
+                 f"long side {max(args.scales) if args.scales else args.style_size} px",
+        "data": f"{photos} photos of the book's training collection (ImageNet samples, "
                 "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
-                f"content photos, resized to a long side of {args.scale} px; random crops "
-                "(their size is under 'training')",
+                f"content photos, resized to {sides}; random crops (their size is under "
+                "'training')",
         **run_fields(result, f"batch {args.batch_size} of {args.size} px crops, {schedule}, "
                      f"content weight 1 at {'+'.join(args.content_layers)}, style weight "
                      f"{args.style_weight} at {'+'.join(args.style_layers)}"
@@ -90,7 +104,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                   + " (relative errors, mean of the last 50 steps)",
         "licence": "weights: MIT, like the code; the style image's own licence is in 'style'",
     }
-    publish(fast.save_weights(result.net, out, card), card)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     add_training_arguments(parser, steps=2000, size=192, batch_size=4, lr=1e-3,
                            what="network")
     parser.add_argument("--style-size", type=int, default=256, help="style image long side")
+    parser.add_argument("--scales", type=int, nargs="+", default=None,
+                        help="train at several photo sizes batch by batch, each against the "
+                             "painting at the same size (instead of --scale and --style-size)")
     parser.add_argument("--style-weight", type=float, default=10.0)
     parser.add_argument("--cooldown", type=int, default=0,
                         help="steps at the end over which the lr falls linearly to 0 (0)")

@@ -96,6 +96,29 @@ class PhotoCrops(Dataset[torch.Tensor]):
         return rotate_hue(crop, float(rng.uniform(0, 360))) if self.recolour else crop
 
 
+class MultiScaleCrops(Dataset[tuple[torch.Tensor, int]]):
+    """Crops of photos resized to one of several long sides, the side changing batch by batch.
+
+    Item ``k`` is crop ``k`` of a :class:`PhotoCrops` stream at long side
+    ``scales[(k // batch_size) % len(scales)]``, returned with that side, so every batch is at
+    one scale and a network trained on them sees the painting's strokes at each size a reader
+    will stylise (the style target of the batch follows the side). Like :class:`PhotoCrops`, an
+    item depends only on ``(seed, k)``.
+    """
+
+    def __init__(self, files: Sequence[Path], size: int, seed: int | tuple[int, ...],
+                 scales: Sequence[int], batch_size: int) -> None:
+        if not scales:
+            raise ValueError("scales is empty: give at least one long side.")
+        self.streams = [(side, PhotoCrops(files, size, seed, side)) for side in scales]
+        self.batch_size = batch_size
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        """Crop number ``k`` and the long side its photo was resized to."""
+        side, stream = self.streams[(k // self.batch_size) % len(self.streams)]
+        return stream[k], side
+
+
 # ------------------------------------------------------------ the course's collection
 
 

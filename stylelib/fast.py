@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from stylelib import weight_files
-from stylelib.data import PhotoCrops, photo_files
+from stylelib.data import MultiScaleCrops, PhotoCrops, photo_files
 from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.files import write_atomically
 from stylelib.images import (
@@ -27,6 +28,7 @@ from stylelib.images import (
     check_image,
     check_size,
     pad_to_multiple,
+    resize,
 )
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
 from stylelib.profiles import pick_device, seeded
@@ -161,8 +163,13 @@ def load_weights(path: str | Path) -> TransformerNet:
 
 def _check_numbers(*, steps: int, batch_size: int, checkpoint_every: int, preview_every: int,
                    warmup: int, cooldown: int, size: int, scale: int | None, lr: float,
-                   seed: int) -> None:
-    """Refuse a training setting that is not a number of the right kind."""
+                   seed: int, scales: Sequence[int]) -> None:
+    """Refuse a training setting that is not a number of the right kind, and ``scale`` with
+    ``scales``."""
+    if scales and scale is not None:
+        raise StylelibError("Pass scale (one photo size) or scales (several), not both.")
+    for side in scales:
+        check_size(side, "scales")
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("checkpoint_every", checkpoint_every), ("preview_every", preview_every)):
         check_int(value, name)
@@ -174,11 +181,41 @@ def _check_numbers(*, steps: int, batch_size: int, checkpoint_every: int, previe
     check_int(seed, "seed", minimum=0)
 
 
-def _crop_batches(crops: PhotoCrops, batch_size: int, steps: int
-                  ) -> Callable[[int], DataLoader[torch.Tensor]]:
+def _checked_preview(preview: torch.Tensor | None) -> torch.Tensor | None:
+    """The preview image, checked, if there is one."""
+    return None if preview is None else check_image(preview, "preview")
+
+
+def _style_targets(loss: PerceptualLoss, style: torch.Tensor, scales: Sequence[int]
+                   ) -> dict[int, dict[str, torch.Tensor]]:
+    """Set ``loss``'s style target to ``style``; with ``scales``, compute the targets of the
+    painting resized to each long side (the last one stays set)."""
+    targets = {}
+    for side in scales:
+        loss.set_style(resize(style, side))
+        targets[side] = loss.style_targets
+    if not scales:
+        loss.set_style(style)
+    return targets
+
+
+def _at_batch_scale(step: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
+                    loss: PerceptualLoss, targets: dict[int, dict[str, torch.Tensor]]
+                    ) -> Callable[[Any], tuple[torch.Tensor, dict[str, float]]]:
+    """``step`` on a :class:`MultiScaleCrops` batch, against the painting at the batch's size."""
+    def scaled(batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        images, sides = batch
+        loss.style_targets = targets[int(sides[0])]
+        return step(images)
+
+    return scaled
+
+
+def _crop_batches(crops: Dataset[Any], batch_size: int, steps: int
+                  ) -> Callable[[int], DataLoader[Any]]:
     """The batches of a run that has done ``done`` steps: crop ``k`` of the stream is always
     the ``k``-th of the run, so a resumed run sees what an uninterrupted one would."""
-    def batches(done: int) -> DataLoader[torch.Tensor]:
+    def batches(done: int) -> DataLoader[Any]:
         return DataLoader(crops, batch_size=batch_size,
                           sampler=range(done * batch_size, steps * batch_size))
 
@@ -206,6 +243,7 @@ def train(
     batch_size: int = 4,
     size: int = 256,
     scale: int | None = None,
+    scales: Sequence[int] = (),
     content_weight: float = 1.0,
     style_weight: float = 10.0,
     tv_weight: float = 0.0,
@@ -231,7 +269,11 @@ def train(
 
     Each step stylises ``batch_size`` random ``size``-pixel crops (:class:`PhotoCrops`) and takes
     an Adam step on the perceptual loss; ``scale`` is the long side photos are resized to first
-    (default: crops span the short side). The layers default to the library's (content relu4_2,
+    (default: crops span the short side). ``scales`` (instead of ``scale``) trains at several
+    sizes, batch by batch (:class:`~stylelib.data.MultiScaleCrops`), each batch against the
+    painting resized to the same long side: pass ``style`` at the largest, and the network
+    learns strokes for each size it will stylise (Gatys's, at 256 and at 512 px, differ).
+    The layers default to the library's (content relu4_2,
     style relu1_1…relu5_1), the loss Gatys optimisation minimises; ``content_layers=["relu2_2"]``
     is Johnson et al.'s choice, which keeps far more of the photo's edges. The learning
     rate rises linearly over the first ``warmup`` steps: Adam's first step moves every weight by
@@ -254,17 +296,14 @@ def train(
     """
     _check_numbers(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
                    preview_every=preview_every, warmup=warmup, cooldown=cooldown, size=size,
-                   scale=scale, lr=lr, seed=seed)
-    style = check_image(style, "style")
-    if preview is not None:
-        preview = check_image(preview, "preview")
-    files = photo_files(photos)
-    dev = pick_device(device)
+                   scale=scale, lr=lr, seed=seed, scales=scales)
+    style, preview = check_image(style, "style"), _checked_preview(preview)
+    files, dev = photo_files(photos), pick_device(device)
     loss = PerceptualLoss(
         content_layers=content_layers, style_layers=style_layers, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, backbone=backbone,
     ).to(dev)
-    loss.set_style(style.to(dev))
+    targets = _style_targets(loss, style.to(dev), scales)
     net = (load_weights(start_from) if start_from is not None
            else seeded(TransformerNet, seed)).to(dev)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -273,15 +312,17 @@ def train(
         "style_weight": style_weight, "tv_weight": tv_weight, "lr": lr, "warmup": warmup,
         "cooldown": cooldown, "bf16": bf16, "seed": seed, "backbone": loss.extractor.backbone,
         "content_layers": ",".join(content_layers), "style_layers": ",".join(style_layers),
-        "photos": len(files),
-        "start_from": None if start_from is None else Path(start_from).name,
+        "photos": len(files), "start_from": None if start_from is None else Path(start_from).name,
+        **({"scales": ",".join(map(str, scales))} if scales else {}),
     }
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
                 checkpoint_every, settings, KIND, preview_every, progress, minutes, cooldown)
-    batches = _crop_batches(PhotoCrops(files, size, seed, scale), batch_size, steps)
+    crops = (MultiScaleCrops(files, size, seed, scales, batch_size) if scales
+             else PhotoCrops(files, size, seed, scale))
+    step = _perceptual_step(net, loss, dev, bf16)
     shown = preview
-    return fit(net, optimizer, plan, batches, _perceptual_step(net, loss, dev, bf16),
-               callback=callback,
+    return fit(net, optimizer, plan, _crop_batches(crops, batch_size, steps),
+               _at_batch_scale(step, loss, targets) if scales else step, callback=callback,
                preview=None if shown is None else lambda: net(shown.to(dev)).to(shown.device))
 
 

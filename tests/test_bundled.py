@@ -106,3 +106,12 @@ def test_training_further_extends_the_card_of_the_weights_it_starts_from(
     assert fast.load_weights(third).card["hardware"] == card["hardware"]  # same CPU: no repeat
 
 
+
+
+def test_multi_scale_training_command_says_so_in_the_card(mirror: Path, tmp_path: Path) -> None:
+    out = tmp_path / "multi.safetensors"
+    bundled.main(["great_wave", "--size", "16", "--scales", "24", "32", "--batch-size", "1",
+                  "--steps", "2", "--out", str(out)])
+    card = fast.load_weights(out).card
+    assert "resized to long sides 24, 32 px in turn, batch by batch" in card["data"]
+    assert card["style"].endswith("long side 32 px")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from stylelib import assets, data
-from stylelib.data import PhotoCrops, photo_files
+from stylelib.data import MultiScaleCrops, PhotoCrops, photo_files
 from stylelib.errors import StylelibError
 
 
@@ -105,3 +105,12 @@ def test_readers_without_the_collection_train_on_the_book_paintings_minus_held_o
     names = {p.stem for p in data.paintings_for_training()}
     assert names == {Path(n).stem for n in assets.names("style/")} - set(data.HELD_OUT_STYLES)
     assert "training on the book's 13 style images" in capsys.readouterr().out
+
+
+def test_multi_scale_crops_change_size_batch_by_batch(photos: list[Path]) -> None:
+    crops = MultiScaleCrops(photos, 16, seed=3, scales=[24, 64], batch_size=2)
+    assert [crops[k][1] for k in range(6)] == [24, 24, 64, 64, 24, 24]
+    assert torch.equal(crops[2][0], PhotoCrops(photos, 16, seed=3, scale=64)[2])
+    assert torch.equal(crops[5][0], PhotoCrops(photos, 16, seed=3, scale=24)[5])
+    with pytest.raises(ValueError, match="scales is empty"):
+        MultiScaleCrops(photos, 16, seed=3, scales=[], batch_size=2)

@@ -26,7 +26,8 @@ from stylelib.fast import (
     stylize,
     train,
 )
-from stylelib.images import load_image
+from stylelib.images import load_image, resize
+from stylelib.losses import LossTerms, PerceptualLoss
 
 HED = "vgg16-hed"
 
@@ -113,6 +114,43 @@ def test_training_reduces_the_loss(photos: list[Path], painting: torch.Tensor) -
     assert sorted(result.previews) == [5, 10, 12]
     assert torch.equal(result.previews[12], stylize(result.net, preview))
     assert not torch.equal(result.previews[5], result.previews[12])
+
+
+def test_multi_scale_training_at_one_scale_is_single_scale_training(
+        photos: list[Path], painting: torch.Tensor) -> None:
+    """``scales=[s]`` is exactly ``scale=s`` with the painting at long side ``s``."""
+    large = F.interpolate(painting, scale_factor=2, mode="bilinear")
+    multi = train(large, photos, steps=3, size=16, scales=[40], backbone=HED, progress=False)
+    single = train(resize(large, 40), photos, steps=3, size=16, scale=40, backbone=HED,
+                   progress=False)
+    assert multi.history == single.history
+    assert all(torch.equal(a, b) for a, b in zip(multi.net.state_dict().values(),
+                                                  single.net.state_dict().values(), strict=True))
+
+
+def test_multi_scale_training_scores_each_batch_against_the_painting_at_its_size(
+        photos: list[Path], painting: torch.Tensor) -> None:
+    large = F.interpolate(painting, scale_factor=2, mode="bilinear")
+    seen: list[torch.Tensor] = []
+
+    class Recording(PerceptualLoss):
+        def forward(self, image: torch.Tensor) -> LossTerms:
+            seen.append(self.style_targets["relu1_1"].clone())
+            return super().forward(image)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("stylelib.fast.PerceptualLoss", Recording)
+        train(large, photos, steps=4, size=16, scales=[24, 48], backbone=HED, progress=False)
+    expected = {}
+    for side in (24, 48):
+        loss = PerceptualLoss(backbone=HED)
+        loss.set_style(resize(large, side))
+        expected[side] = loss.style_targets["relu1_1"]
+    assert not torch.allclose(expected[24], expected[48])
+    assert [min(expected, key=lambda s: float((g - expected[s]).abs().max())) for g in seen] == [
+        24, 48, 24, 48]
+    with pytest.raises(StylelibError, match=r"scales \(several\), not both"):
+        train(large, photos, steps=1, size=16, scale=24, scales=[24], progress=False)
 
 
 def test_bf16_training_follows_float32(photos: list[Path], painting: torch.Tensor) -> None:
