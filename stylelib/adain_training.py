@@ -27,7 +27,7 @@ from stylelib.adain import (
     weights_path,
 )
 from stylelib.backbones import FeatureExtractor
-from stylelib.data import PhotoCrops, photo_files
+from stylelib.data import PhotoCrops, batches_from, photo_files
 from stylelib.errors import check_int, check_number
 from stylelib.images import check_image, check_size
 from stylelib.losses import LossTerms, mean_std_loss
@@ -204,9 +204,8 @@ def _crop_pairs(
     def batches(done: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         def crops(files: list[Path], stream: int | tuple[int, ...], recoloured: bool = False
                   ) -> DataLoader[torch.Tensor]:
-            return DataLoader(PhotoCrops(files, size, stream, scale, recolour=recoloured),
-                              batch_size=batch_size,
-                              sampler=range(done * batch_size, steps * batch_size))
+            return batches_from(PhotoCrops(files, size, stream, scale, recolour=recoloured),
+                                batch_size, done, steps)
 
         return zip(crops(photos, seed), crops(paintings, (seed, 1), recolour), strict=True)
 

@@ -3,8 +3,8 @@
 ``bench`` runs a method's benchmark (:mod:`stylelib.benchmarks`, found through the registry):
 its own cost against the bare network work it cannot avoid (for Gatys: one backbone forward +
 backward), so the ratio shows the overhead the library adds. ``compare`` prints chapter 7's
-table and each method against the reference pair by pair. Speed targets live here, never in
-unit tests.
+table and each method against the reference pair by pair. Speed targets live in these
+benchmarks (their rows name them), never in unit tests.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ def _compare(size: int, device: str | None, chosen: Sequence[str] | None,
     """Chapter 7's table (every method, or ``chosen``, on the given pairs, in the active
     profile), then each method's errors as ratios to Gatys's pair by pair where Gatys ran."""
     dev = pick_device(device)
-    measured = comparison.compare(methods.chosen(chosen), photos, paintings, size=size,
-                                  device=dev)
+    measured = comparison.compare(chosen, photos, paintings, size=size, device=dev)
     parts = [comparison.table(measured, dev)]
     reference = methods.REFERENCE
     if reference in measured.methods:

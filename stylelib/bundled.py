@@ -1,9 +1,10 @@
 """The feed-forward style networks this project trained and ships in ``stylelib/weights/``.
 
-:func:`load` returns one ready to stylise; :func:`training_photos` is the photo set they were
-trained on (the shared training collection minus every photo the book uses as a content image,
-so the chapters always show them photos they never saw). ``python -m stylelib train fast STYLE``
-trains one more, resumably, and writes its fp16 weights with a model card.
+:func:`load` returns one ready to stylise. They were trained on
+:func:`stylelib.data.training_photos` (the shared training collection minus every photo the
+book uses as a content image, so the chapters always show them photos they never saw).
+``python -m stylelib train fast STYLE`` trains one more, resumably, and writes its fp16
+weights with a model card.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from stylelib.training_commands import (
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 STYLES = ("starry_night", "the_scream", "great_wave")
 """The paintings with a bundled network (all public domain; see each model card)."""
+
+
 def weights_path(style: str) -> Path:
     """Where the bundled network for ``style`` is stored."""
     return WEIGHTS_DIR / f"fast_{style}.safetensors"
@@ -70,12 +73,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         device=args.device, checkpoint=checkpoint, seed=args.seed, start_from=args.start_from,
         minutes=args.minutes,
     )
-    card = _card(args, result, len(photos), earlier)
+    card = _card(args, result, len(photos), earlier, style_side)
     publish(fast.save_weights(result.net, out, card), card)
 
 
 def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], photos: int,
-          earlier: Mapping[str, str]) -> dict[str, str]:
+          earlier: Mapping[str, str], style_side: int) -> dict[str, str]:
     """The trained network's model card: the painting, the photos, how (``args``), for how
     long and to what losses; a run that went on from ``earlier``'s weights adds to its card."""
     style_asset = assets.resolve(args.style)
@@ -88,7 +91,7 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
     return {
         "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",
         "style": f"{style_asset.name}: {style_asset.credit} ({style_asset.licence}), "
-                 f"long side {max(args.scales) if args.scales else args.style_size} px",
+                 f"long side {style_side} px",
         "data": f"{photos} photos of the book's training collection (ImageNet samples, "
                 "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
                 f"content photos, resized to {sides}; random crops (their size is under "

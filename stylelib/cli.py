@@ -39,20 +39,20 @@ for --method sdedit, STYLE is starry_night (the bundled prior) or a prior's .saf
 def _check_options(args: argparse.Namespace, method: methods.Method) -> dict[str, object]:
     """The method's settings from the command line, refusing options it would ignore and
     out-of-range numbers before anything is loaded."""
-    taken = {o.name for o in method.options}
+    taken = {o.name: o for o in method.options}
     for name, users in methods.options().items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if name not in taken:
+        if getattr(args, name) is not None and name not in taken:
             raise StylelibError(
                 f"--{name.replace('_', '-')} does not apply to --method {method.name} (only to "
                 f"{' and '.join(m.name for m, _ in users)}): drop it, or choose that method."
             )
-        if users[0][1].kind is int and value < 1:
-            raise StylelibError(f"--{name} must be a positive integer, got {value}.")
     if args.size < 1:
         raise StylelibError(f"--size must be a positive integer, got {args.size}.")
+    for name, option in taken.items():
+        value = getattr(args, name)
+        if option.kind is int and value is not None and value < 1:
+            raise StylelibError(
+                f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
     return method.settings({name: getattr(args, name) for name in taken})
 
 
@@ -83,8 +83,8 @@ def _stylize(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     content = load_image(args.content, args.size, device=device)
     started = time.perf_counter()
-    paint, _ = method.load(device, settings, progress=True)
     painting = load_image(args.style, args.size, device=device) if method.reads_painting else None
+    paint, _ = method.load(device, settings, progress=True)
     result = paint(content, painting, args.style)
     save_image(result, out)
     height, width = result.shape[-2:]

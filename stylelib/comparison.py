@@ -109,7 +109,9 @@ def compare(
         paint, weights = method.load(dev, settings)
         done.methods[method.name] = method
         done.labels[method.name] = method.title(settings, size)
-        paint(images[pairs[0][0]], images[pairs[0][1]], pairs[0][1])  # warm-up
+        # warm-up: once, or once per painting where each has its own weights to load
+        for photo, painting in ({p[1]: p for p in pairs}.values() if styles else pairs[:1]):
+            paint(images[photo], images[painting], painting)
         for photo, painting in pairs:
             with peak_memory(dev) as peak:
                 started = time.perf_counter()
@@ -197,10 +199,10 @@ def against(measured: Comparison, method: str, reference: str = REFERENCE
 def table(measured: Comparison, device: str | torch.device,
           profile: Profile | None = None) -> str:
     """The summary as a Markdown table, under a line that says where it was measured."""
-    chosen = profile or get_profile()
+    used = profile or get_profile()
     where = device_name(torch.device(device))
     height, width = measured.results[0].image.shape[-2:]
-    return (f"Measured on {where}, profile {chosen.name}, images {width}x{height} px; times are "
+    return (f"Measured on {where}, profile {used.name}, images {width}x{height} px; times are "
             "medians of one image each after a warm-up.\n\n"
             + markdown_table(SUMMARY_HEADERS, summary(measured)))
 

@@ -1,7 +1,8 @@
 """What running a method costs: its time (:func:`measure`) and its memory (:func:`peak_memory`).
 
-Both are used by the benchmarks, the comparison and the chapters' timing cells, so a number in
-the book and one printed by ``python -m stylelib bench`` are measured the same way.
+The benchmarks and the chapters' timing cells use :func:`measure`, and the comparison
+:func:`peak_memory`, so a number in the book and one printed by ``python -m stylelib bench``
+or ``compare`` are measured the same way.
 """
 
 from __future__ import annotations

@@ -13,16 +13,18 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from stylelib import assets
 from stylelib.colour import rotate_hue
 from stylelib.errors import StylelibError
 from stylelib.images import load_image, resize
 
+T = TypeVar("T")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 HELD_OUT = ("tubingen", "golden_gate", "hoovertowernight", "amber", "sailboat")
 """Content photos the networks never saw, used to compare them with Gatys optimisation."""
@@ -94,6 +96,14 @@ class PhotoCrops(Dataset[torch.Tensor]):
         left = int(rng.integers(width - self.size + 1))
         crop = image[0, :, top:top + self.size, left:left + self.size]
         return rotate_hue(crop, float(rng.uniform(0, 360))) if self.recolour else crop
+
+
+def batches_from(crops: Dataset[T], batch_size: int, done: int, steps: int) -> DataLoader[T]:
+    """The batches a run of ``steps`` steps draws from step ``done`` on: item ``k`` of
+    ``crops`` is always in the run's ``k // batch_size``-th batch, so a resumed run sees exactly
+    what an uninterrupted one would."""
+    return DataLoader(crops, batch_size=batch_size,
+                      sampler=range(done * batch_size, steps * batch_size))
 
 
 class MultiScaleCrops(Dataset[tuple[torch.Tensor, int]]):

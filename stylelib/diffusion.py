@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 # Imported from their modules: mypy reads diffusers' top-level names as its no-torch dummies.
 from diffusers.models.unets.unet_2d import UNet2DModel
@@ -34,7 +33,7 @@ from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import nn
 
 from stylelib.errors import StylelibError, check_int
-from stylelib.images import check_image, check_size
+from stylelib.images import check_image, check_size, pad_to_multiple
 from stylelib.profiles import pick_device
 from stylelib.weight_files import WeightKind, load_state, read_safetensors, save_weights
 
@@ -142,12 +141,6 @@ def add_noise(
     generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
     x0 = to_model(image)
     return to_pixels(scheduler.add_noise(x0, draw_noise(x0, generator), as_timesteps(t)))
-
-
-def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflection-pad the bottom and right so both sides are multiples of ``multiple``."""
-    height, width = image.shape[-2:]
-    return F.pad(image, (0, -width % multiple, 0, -height % multiple), mode="reflect")
 
 
 # --------------------------------------------------------------------------- the painting prior

@@ -17,10 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from stylelib import weight_files
-from stylelib.data import MultiScaleCrops, PhotoCrops, photo_files
+from stylelib.data import MultiScaleCrops, PhotoCrops, batches_from, photo_files
 from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.files import write_atomically
 from stylelib.images import (
@@ -211,17 +210,6 @@ def _at_batch_scale(step: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str,
     return scaled
 
 
-def _crop_batches(crops: Dataset[Any], batch_size: int, steps: int
-                  ) -> Callable[[int], DataLoader[Any]]:
-    """The batches of a run that has done ``done`` steps: crop ``k`` of the stream is always
-    the ``k``-th of the run, so a resumed run sees what an uninterrupted one would."""
-    def batches(done: int) -> DataLoader[Any]:
-        return DataLoader(crops, batch_size=batch_size,
-                          sampler=range(done * batch_size, steps * batch_size))
-
-    return batches
-
-
 def _perceptual_step(net: TransformerNet, loss: PerceptualLoss, device: torch.device, bf16: bool
                      ) -> Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]:
     """One step's loss: stylise the batch and score it against itself as the content."""
@@ -321,7 +309,7 @@ def train(
              else PhotoCrops(files, size, seed, scale))
     step = _perceptual_step(net, loss, dev, bf16)
     shown = preview
-    return fit(net, optimizer, plan, _crop_batches(crops, batch_size, steps),
+    return fit(net, optimizer, plan, lambda done: batches_from(crops, batch_size, done, steps),
                _at_batch_scale(step, loss, targets) if scales else step, callback=callback,
                preview=None if shown is None else lambda: net(shown.to(dev)).to(shown.device))
 

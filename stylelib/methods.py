@@ -1,6 +1,6 @@
 """The book's ways of stylising, in one registry: what each needs, paints, takes and costs.
 
-The command line (``stylize``, ``bench``), the comparison and the benchmarks read
+The command line (``stylize``, ``train``, ``bench``, ``compare``) and the comparison read
 :data:`REGISTRY` and know no method by name, so adding a method is one :func:`register` call
 (and the method's own module): it then appears in ``python -m stylelib stylize --help``, in
 ``python -m stylelib bench`` and in :func:`stylelib.comparison.compare`.
@@ -34,7 +34,8 @@ Benchmark = Callable[[int, int, int, str | None, str | None], list[tuple[str, st
 
 
 Size = Callable[[], float]
-"""The megabytes of weights a painter holds (asked after it has painted: some load lazily)."""
+"""The megabytes of weights a painter holds, per network where it loads one per painting
+(asked after it has painted: some load their weights lazily)."""
 
 
 class Loader(Protocol):
@@ -158,15 +159,13 @@ def _is_weights(style: str) -> bool:
 
 def _load_gatys(device: torch.device, settings: Settings, *, progress: bool = False
                 ) -> tuple[Painter, Size]:
-    loss_network = PerceptualLoss()  # what each gatys.stylize call builds and runs
-
     def paint(photo: torch.Tensor, painting: torch.Tensor | None, style: str) -> torch.Tensor:
         assert painting is not None
         return gatys.stylize(photo, painting, steps=settings["steps"],
                              style_weight=settings["style_weight"], scales=settings["scales"],
                              progress=progress).image
 
-    return paint, lambda: megabytes(loss_network)
+    return paint, lambda: megabytes(PerceptualLoss())  # what each stylize call builds
 
 
 def _describe_gatys(settings: Settings, size: int) -> str:
@@ -300,7 +299,7 @@ register(Method(
     styles=lambda: (_diffusion().PRIOR_PAINTING,), reads_painting=False,
     summary="a painting prior",
     options=(Option("steps", int, 50, "denoising schedule"),
-             Option("strength", float, 0.5, "0 keeps the photo, 1 starts from noise")),
+             Option("strength", float, SDEDIT_STRENGTH, "0 keeps the photo, 1 starts from noise")),
     for_profile=lambda profile: {"steps": profile.denoise_steps, "strength": SDEDIT_STRENGTH},
     check=lambda settings: _diffusion().check_strength(settings["steps"], settings["strength"]),
     describe=lambda settings, size: f"SDEdit, painting prior (strength {settings['strength']})",

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from torch.utils.data import DataLoader
 
 from stylelib import assets
-from stylelib.data import PhotoCrops, photo_files
+from stylelib.data import PhotoCrops, batches_from, photo_files
 from stylelib.diffusion import (
     KIND,
     PRIOR_CHANNELS,
@@ -125,9 +124,8 @@ def train_prior(
     crops = PhotoCrops(files, size, seed, scale)
 
     def batches(done: int) -> Iterable[tuple[int, torch.Tensor]]:
-        loader = DataLoader(crops, batch_size=batch_size,
-                            sampler=range(done * batch_size, steps * batch_size))
-        return zip(itertools.count(done), loader, strict=False)
+        return zip(itertools.count(done), batches_from(crops, batch_size, done, steps),
+                   strict=False)
 
     def step(batch: tuple[int, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         index, images = batch

@@ -57,7 +57,7 @@ PROFILES: dict[str, Profile] = {
                      "CI and smoke tests: tiny images, a few steps"),
     "book": Profile("book", 256, 100, 512, 128, 5, 150, 128, 4, 2000, 2048, 25,
                     "the CPU-built book: results that look right"),
-    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, 8, 10000, 2048, 50,
+    "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, 4, 10000, 2048, 50,
                     "paper-like settings, for a GPU"),
 }
 

@@ -22,9 +22,9 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img impo
 )
 from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
-from stylelib.diffusion import check_strength, pad_to_multiple, to_model, to_pixels
+from stylelib.diffusion import check_strength, to_model, to_pixels
 from stylelib.errors import StylelibError, check_int, check_number
-from stylelib.images import check_image
+from stylelib.images import check_image, pad_to_multiple
 from stylelib.profiles import pick_device
 
 TURBO_MODEL = "stabilityai/sd-turbo"

@@ -1,4 +1,5 @@
-"""The training loop every network of the library is trained with: :func:`fit` follows a
+"""The training loop the fast nets, the AdaIN decoder and the painting prior are trained with
+(chapter 1's GAN keeps its own, two networks in one step): :func:`fit` follows a
 :class:`Plan` (learning-rate schedule, time limit), saves a checkpoint every few steps (fp32
 safetensors plus the optimiser's state), stops cleanly on Ctrl-C, and, called again, resumes
 bit for bit.

@@ -1,4 +1,4 @@
-"""Tests for stylelib.bundled: the shipped networks, their cards, data split and comparison."""
+"""Tests for stylelib.bundled: the shipped networks, their cards and their training command."""
 
 from __future__ import annotations
 
