@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], photos: int,
           earlier: Mapping[str, str], style_side: int) -> dict[str, str]:
     """The trained network's model card: the painting, the photos, how (``args``), for how
-    long and to what losses; a run that went on from ``earlier``'s weights adds to its card."""
+    long and to what losses; a run that went on from ``earlier``'s weights adds to its card
+    (its photo sizes too, where they changed)."""
     style_asset = assets.resolve(args.style)
     schedule = (f"lr {args.lr} (warm-up 100"
                 + (f", linear cool-down to 0 over the last {args.cooldown} steps"
@@ -88,14 +89,17 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
     sides = (f"long sides {', '.join(map(str, args.scales))} px in turn, batch by batch, each "
              "batch against the painting at the same long side" if args.scales
              else f"a long side of {args.scale} px")
+    data = (f"{photos} photos of the book's training collection (ImageNet samples, BSD, "
+            "Urban100, Kodak, Set5/14, ...; research licences) without the book's content "
+            f"photos, resized to {sides}; random crops (their size is under 'training')")
+    before = earlier.get("data", data)
+    same_sizes = before == data or before.endswith(f"resized to {sides}")
+    data = before if same_sizes else f"{before}; then the same photos resized to {sides}"
     return {
         "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",
         "style": f"{style_asset.name}: {style_asset.credit} ({style_asset.licence}), "
                  f"long side {style_side} px",
-        "data": f"{photos} photos of the book's training collection (ImageNet samples, "
-                "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
-                f"content photos, resized to {sides}; random crops (their size is under "
-                "'training')",
+        "data": data,
         **run_fields(result, f"batch {args.batch_size} of {args.size} px crops, {schedule}, "
                      f"content weight 1 at {'+'.join(args.content_layers)}, style weight "
                      f"{args.style_weight} at {'+'.join(args.style_layers)}"

@@ -175,17 +175,18 @@ AGAINST_HEADERS = ("painting", "photo", *(f"{label} (ratio)" for label in RATIOS
                    "reference SSIM")
 
 
-def against(measured: Comparison, method: str, reference: str = REFERENCE
-            ) -> list[list[object]]:
-    """One row per pair both methods painted (paintings outer, photos inner): each error of
-    ``method`` as a ratio to ``reference``'s on the same pair, and both SSIMs, then a "mean"
-    row; the shape of a quality bar ("content at most 1.5 times Gatys's, SSIM at least 0.35")."""
+def against(measured: Comparison, method: str, reference: str = REFERENCE, *,
+            paintings: Sequence[str] | None = None) -> list[list[object]]:
+    """One row per pair both methods painted (paintings outer, photos inner; only
+    ``paintings`` where given): each error of ``method`` as a ratio to ``reference``'s on the
+    same pair, and both SSIMs, then a "mean" row; the shape of a quality bar ("content at most
+    1.5 times Gatys's, SSIM at least 0.35"), per painting for one network per painting."""
     theirs = {(r.painting, r.photo): r for r in measured.of(reference)}
     pairs: list[list[object]] = []
     scores: list[list[float]] = []
     for mine in measured.of(method):
         base = theirs.get((mine.painting, mine.photo))
-        if base is not None:
+        if base is not None and (paintings is None or mine.painting in paintings):
             pairs.append([mine.painting, mine.photo])
             scores.append([*(getattr(mine, k) / getattr(base, k) for k in RATIOS),
                            mine.ssim, base.ssim])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,10 @@ def test_model_cards_say_how_each_net_was_made(style: str) -> None:
     assert assets.resolve(style).credit in card["style"]
     assert float(card["style_weight"]) > 0
     losses = json.loads(card["losses"].split(" (")[0])
-    assert 0 < losses["style"] < 1 and 0 < losses["content"] < 2
+    # the content loss sums the relative errors of the last phase's content layers
+    layers = re.search(r"content weight \S+ at (\S+),", card["training"].rsplit("; then ")[-1])
+    content_layers = len(layers.group(1).split("+")) if layers else 1
+    assert 0 < losses["style"] < 1 and 0 < losses["content"] < 2 * content_layers
 
 
 def test_bundled_nets_paint_their_own_style(mirror: Path, extractor: FeatureExtractor) -> None:
@@ -115,3 +119,10 @@ def test_multi_scale_training_command_says_so_in_the_card(mirror: Path, tmp_path
     card = fast.load_weights(out).card
     assert "resized to long sides 24, 32 px in turn, batch by batch" in card["data"]
     assert card["style"].endswith("long side 32 px")
+    further = tmp_path / "further.safetensors"
+    bundled.main([*TINY_RUN, "--steps", "1", "--start-from", str(out), "--out", str(further)])
+    assert fast.load_weights(further).card["data"] == (
+        f"{card['data']}; then the same photos resized to a long side of 24 px")
+    again = tmp_path / "again.safetensors"
+    bundled.main([*TINY_RUN, "--steps", "1", "--start-from", str(further), "--out", str(again)])
+    assert fast.load_weights(again).card["data"] == fast.load_weights(further).card["data"]

@@ -128,3 +128,13 @@ def test_against_gives_ratios_per_shared_pair_and_their_mean(
     assert len(rows[0]) == len(comparison.AGAINST_HEADERS)
     with pytest.raises(ValueError, match="painted no pair in common"):
         comparison.against(measured, "fast", "nothing")
+
+
+def test_against_can_keep_only_some_paintings(measured: comparison.Comparison) -> None:
+    candy = comparison.against(measured, "adain", paintings=["candy"])
+    assert [row[:2] for row in candy] == [["candy", "tubingen"], ["candy", "golden_gate"],
+                                          ["mean", ""]]
+    both = comparison.against(measured, "adain")
+    assert candy[:2] == [row for row in both if row[0] == "candy"]
+    with pytest.raises(ValueError, match="painted no pair in common"):
+        comparison.against(measured, "fast", paintings=["candy"])
