@@ -77,6 +77,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     publish(fast.save_weights(result.net, out, card), card)
 
 
+def _carried(before: str | None, now: str, change: str, unchanged_end: str) -> str:
+    """A card field after a run that went on from earlier weights: the earlier card's text where
+    the run changed nothing it says (it equals ``now`` or ends with ``unchanged_end``), else that
+    text followed by ``change``; ``now`` for a first run."""
+    if before is None or before == now or before.endswith(unchanged_end):
+        return before or now
+    return f"{before}; then {change}"
+
+
 def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], photos: int,
           earlier: Mapping[str, str], style_side: int) -> dict[str, str]:
     """The trained network's model card: the painting, the photos, how (``args``), for how
@@ -89,17 +98,18 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
     sides = (f"long sides {', '.join(map(str, args.scales))} px in turn, batch by batch, each "
              "batch against the painting at the same long side" if args.scales
              else f"a long side of {args.scale} px")
-    data = (f"{photos} photos of the book's training collection (ImageNet samples, BSD, "
-            "Urban100, Kodak, Set5/14, ...; research licences) without the book's content "
-            f"photos, resized to {sides}; random crops (their size is under 'training')")
-    before = earlier.get("data", data)
-    same_sizes = before == data or before.endswith(f"resized to {sides}")
-    data = before if same_sizes else f"{before}; then the same photos resized to {sides}"
+    trained_on = (f"{photos} photos of the book's training collection (ImageNet samples, BSD, "
+                  "Urban100, Kodak, Set5/14, ...; research licences) without the book's content "
+                  f"photos, resized to {sides}; random crops (their size is under 'training')")
+    painting_sides = ", ".join(map(str, args.scales)) if args.scales else str(style_side)
+    painting = (f"{style_asset.name}: {style_asset.credit} ({style_asset.licence}), "
+                f"long side{'s' if args.scales else ''} {painting_sides} px")
     return {
         "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",
-        "style": f"{style_asset.name}: {style_asset.credit} ({style_asset.licence}), "
-                 f"long side {style_side} px",
-        "data": data,
+        "style": _carried(earlier.get("style"), painting, f"{painting_sides} px",
+                          f" {painting_sides} px"),
+        "data": _carried(earlier.get("data"), trained_on, f"{photos} photos, resized to {sides}",
+                         f"resized to {sides}"),
         **run_fields(result, f"batch {args.batch_size} of {args.size} px crops, {schedule}, "
                      f"content weight 1 at {'+'.join(args.content_layers)}, style weight "
                      f"{args.style_weight} at {'+'.join(args.style_layers)}"

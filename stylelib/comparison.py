@@ -182,11 +182,12 @@ def against(measured: Comparison, method: str, reference: str = REFERENCE, *,
     same pair, and both SSIMs, then a "mean" row; the shape of a quality bar ("content at most
     1.5 times Gatys's, SSIM at least 0.35"), per painting for one network per painting."""
     theirs = {(r.painting, r.photo): r for r in measured.of(reference)}
+    kept = None if paintings is None else frozenset(paintings)
     pairs: list[list[object]] = []
     scores: list[list[float]] = []
     for mine in measured.of(method):
         base = theirs.get((mine.painting, mine.photo))
-        if base is not None and (paintings is None or mine.painting in paintings):
+        if base is not None and (kept is None or mine.painting in kept):
             pairs.append([mine.painting, mine.photo])
             scores.append([*(getattr(mine, k) / getattr(base, k) for k in RATIOS),
                            mine.ssim, base.ssim])

@@ -136,5 +136,7 @@ def test_against_can_keep_only_some_paintings(measured: comparison.Comparison) -
                                           ["mean", ""]]
     both = comparison.against(measured, "adain")
     assert candy[:2] == [row for row in both if row[0] == "candy"]
+    assert candy[-1][2:] == pytest.approx([(a + b) / 2 for a, b in
+                                           zip(candy[0][2:], candy[1][2:], strict=True)])
     with pytest.raises(ValueError, match="painted no pair in common"):
         comparison.against(measured, "fast", paintings=["candy"])
