@@ -90,7 +90,7 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
           earlier: Mapping[str, str], style_side: int) -> dict[str, str]:
     """The trained network's model card: the painting, the photos, how (``args``), for how
     long and to what losses; a run that went on from ``earlier``'s weights adds to its card
-    (its photo sizes too, where they changed)."""
+    (the photo and painting sizes too, where they changed)."""
     style_asset = assets.resolve(args.style)
     schedule = (f"lr {args.lr} (warm-up 100"
                 + (f", linear cool-down to 0 over the last {args.cooldown} steps"
