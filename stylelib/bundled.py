@@ -77,11 +77,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     publish(fast.save_weights(result.net, out, card), card)
 
 
-def _carried(before: str | None, now: str, change: str, unchanged_end: str) -> str:
+def _carried(before: str | None, now: str, change: str, unchanged_ends: tuple[str, ...]) -> str:
     """A card field after a run that went on from earlier weights: the earlier card's text where
-    the run changed nothing it says (it equals ``now`` or ends with ``unchanged_end``), else that
-    text followed by ``change``; ``now`` for a first run."""
-    if before is None or before == now or before.endswith(unchanged_end):
+    the run changed nothing it says (it equals ``now`` or ends with one of ``unchanged_ends``),
+    else that text followed by ``change``; ``now`` for a first run."""
+    if before is None or before == now or before.endswith(unchanged_ends):
         return before or now
     return f"{before}; then {change}"
 
@@ -107,9 +107,10 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
     return {
         "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",
         "style": _carried(earlier.get("style"), painting, f"{painting_sides} px",
-                          f" {painting_sides} px"),
+                          tuple(f"{lead} {painting_sides} px"
+                                for lead in ("long side", "long sides", "then"))),
         "data": _carried(earlier.get("data"), trained_on, f"{photos} photos, resized to {sides}",
-                         f"resized to {sides}"),
+                         (f"resized to {sides}",)),
         **run_fields(result, f"batch {args.batch_size} of {args.size} px crops, {schedule}, "
                      f"content weight 1 at {'+'.join(args.content_layers)}, style weight "
                      f"{args.style_weight} at {'+'.join(args.style_layers)}"
