@@ -1,14 +1,14 @@
 """Every method of the book on the same photo-painting pairs, measured the same way.
 
 :func:`compare` stylises each pair with each method that can paint it, and records the time of
-one image (models loaded beforehand, one untimed warm-up per method), the memory it needs
-beyond what was in use before, and scores under one loss network: relative content error to
-the photo (at ``relu4_2`` and, for edges and small shapes, ``relu2_2``), Gram style error and
-mean/std style error to the painting, SSIM to the photo and, per photo, how different a
-method's results for different paintings are (:func:`~stylelib.metrics.style_separation`).
-:func:`summary` averages them per method and :func:`against` sets one method's scores beside a
-reference's pair by pair. Chapter 7 prints the summary, and ``python -m stylelib
-compare`` prints the same one from the shell.
+one image (models loaded beforehand, one untimed warm-up per method, the result cache
+bypassed), the memory it needs beyond what was in use before, and scores under one loss
+network: relative content error to the photo (at ``relu4_2`` and, for edges and small shapes,
+``relu2_2``), Gram style error and mean/std style error to the painting, SSIM to the photo
+and, per photo, how different a method's results for different paintings are
+(:func:`~stylelib.metrics.style_separation`). :func:`summary` averages them per method and
+:func:`against` sets one method's scores beside a reference's pair by pair. Chapter 7 prints
+the summary, and ``python -m stylelib compare`` prints the same one from the shell.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from stylelib import result_cache
 from stylelib.backbones import FeatureExtractor
 from stylelib.costs import peak_memory
 from stylelib.images import load_image
@@ -44,8 +45,6 @@ class Result:
     photo: str
     painting: str
     image: torch.Tensor = field(repr=False)
-    seconds: float
-    peak_mb: float
     content: float
     style: float
     """Gram style error over relu1_1 ... relu5_1 (what Gatys minimises)."""
@@ -54,6 +53,14 @@ class Result:
     ssim: float
     shallow_content: float
     """Relative content error at relu2_2 (edges and small shapes; Johnson et al.'s layer)."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one image costs a method: wall time and memory beyond what was in use before."""
+
+    seconds: float
+    peak_mb: float
 
 
 @dataclass
@@ -65,6 +72,9 @@ class Comparison:
     """Each method's label with the settings it ran with."""
     weights_mb: dict[str, float]
     results: list[Result]
+    costs: dict[str, Cost] = field(default_factory=dict)
+    """Each method's cost of one image: its first pair, painted after the warm-up and computed
+    even where the result cache holds it."""
     separation: dict[tuple[str, str], float] = field(default_factory=dict)
     """``(method, photo)``: :func:`~stylelib.metrics.style_separation` of the method's results
     for that photo, where it painted it with at least two paintings."""
@@ -89,8 +99,9 @@ def compare(
     all) on every (photo, painting) pair it can paint, at long side ``size``, with the
     settings ``profile`` gives it.
 
-    Each method loads its models once and paints one untimed warm-up image first, so the times
-    are of one image, not of start-up.
+    Each method loads its models once and paints one untimed warm-up image first, so the time
+    is of one image, not of start-up; that timed image (the first pair) bypasses the result
+    cache (:mod:`stylelib.result_cache`), while the other pairs may come from it.
     """
     dev = torch.device(device)
     settled = profile or get_profile()
@@ -112,16 +123,20 @@ def compare(
         # warm-up: once, or once per painting where each has its own weights to load
         for photo, painting in ({p[1]: p for p in pairs}.values() if styles else pairs[:1]):
             paint(images[photo], images[painting], painting)
+        first = pairs[0]
+        with result_cache.bypassed(), peak_memory(dev) as peak:
+            started = time.perf_counter()
+            timed = paint(images[first[0]], images[first[1]], first[1])
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            seconds = time.perf_counter() - started
+        done.costs[method.name] = Cost(seconds, peak[0])
         for photo, painting in pairs:
-            with peak_memory(dev) as peak:
-                started = time.perf_counter()
-                image = paint(images[photo], images[painting], painting)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                seconds = time.perf_counter() - started
+            image = timed if (photo, painting) == first else paint(
+                images[photo], images[painting], painting)
             errors = perceptual_errors(image, images[photo], images[painting], loss)
             done.results.append(Result(
-                method.name, photo, painting, image.detach().clone(), seconds, peak[0],
+                method.name, photo, painting, image.detach().clone(),
                 errors["content"], errors["style"],
                 statistics_error(image, images[painting], statistics_network),
                 ssim(image, images[photo]), content_error(image, images[photo], shallow_network),
@@ -146,14 +161,14 @@ SUMMARY_HEADERS = ("method", "pairs", "training needed", "arbitrary styles", "s 
 
 
 def summary(measured: Comparison) -> list[list[object]]:
-    """One row per method: medians of time and memory, means of the scores over the pairs it
+    """One row per method: the cost of one image, means of the scores over the pairs it
     painted ("n/a" for the separation of a method that painted no photo twice)."""
     rows: list[list[object]] = []
     for name, method in measured.methods.items():
         mine = measured.of(name)
         rows.append([
             measured.labels[name], len(mine), method.training, "yes" if method.arbitrary else "no",
-            statistics.median(r.seconds for r in mine), statistics.median(r.peak_mb for r in mine),
+            measured.costs[name].seconds, measured.costs[name].peak_mb,
             measured.weights_mb[name], statistics.fmean(r.content for r in mine),
             statistics.fmean(r.shallow_content for r in mine),
             statistics.fmean(r.style for r in mine), statistics.fmean(r.statistics for r in mine),
@@ -204,8 +219,8 @@ def table(measured: Comparison, device: str | torch.device,
     used = profile or get_profile()
     where = device_name(torch.device(device))
     height, width = measured.results[0].image.shape[-2:]
-    return (f"Measured on {where}, profile {used.name}, images {width}x{height} px; times are "
-            "medians of one image each after a warm-up.\n\n"
+    return (f"Measured on {where}, profile {used.name}, images {width}x{height} px; each time "
+            "is of one image after a warm-up, computed afresh.\n\n"
             + markdown_table(SUMMARY_HEADERS, summary(measured)))
 
 

@@ -12,17 +12,18 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
-from stylelib.backbones import FeatureExtractor
+from stylelib.backbones import FeatureExtractor, default_backbone
 from stylelib.colour import luminance_only, match_luminance, to_luminance
 from stylelib.errors import ImageError, StylelibError, check_int
 from stylelib.images import MIN_SIDE, check_image, check_size, resize
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
+from stylelib.result_cache import remembered
 
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "noise"]
@@ -195,9 +196,49 @@ def stylize(
     by the same factor as the photo, so pass it at the output's size for strokes the size the
     painting has relative to its frame. ``preserve_color`` transfers
     style to the luminance only and keeps the photo's colours (Gatys et al. 2017).
+
+    Where a book's result cache is active (:mod:`stylelib.result_cache`), a pair already
+    optimised with the same settings and backbone comes from there, with the ``seconds`` it
+    took then; with a ``callback`` the steps always run.
     """
     content = check_image(content, "content")
     style = check_image(style, "style")
+    settings: dict[str, Any] = {
+        "steps": steps, "content_weight": content_weight, "style_weight": style_weight,
+        "style_layers": style_layers, "content_layers": content_layers, "tv_weight": tv_weight,
+        "optimizer": optimizer, "lr": lr, "init": init, "preserve_color": preserve_color,
+        "scales": scales, "backbone": backbone or default_backbone(), "seed": seed,
+    }
+
+    def optimised() -> GatysResult:
+        return _stylize(content, style, **settings, progress=progress, callback=callback)
+
+    if callback is not None:  # it sees every step, so the steps must run
+        return optimised()
+    return remembered("gatys.stylize", optimised, content, style, settings, str(content.device))
+
+
+def _stylize(
+    content: torch.Tensor,
+    style: torch.Tensor,
+    *,
+    steps: int,
+    content_weight: float,
+    style_weight: float,
+    style_layers: Sequence[str] | Mapping[str, float],
+    content_layers: Sequence[str],
+    tv_weight: float,
+    optimizer: Optimizer,
+    lr: float | None,
+    init: Init | torch.Tensor,
+    preserve_color: bool,
+    scales: int | None,
+    backbone: str,
+    seed: int,
+    progress: bool,
+    callback: Callable[[int, torch.Tensor], None] | None,
+) -> GatysResult:
+    """:func:`stylize`'s optimisation, every setting given (the result cache's computation)."""
     start = time.perf_counter()
     if preserve_color:
         style = match_luminance(to_luminance(style), content)

@@ -19,6 +19,7 @@ import torch
 from stylelib.backbones import FeatureExtractor
 from stylelib.images import load_image, save_image
 from stylelib.losses import PerceptualLoss
+from stylelib.result_cache import FOLDER_ENV
 
 if TYPE_CHECKING:
     from stylelib.diffusion import PaintingPrior
@@ -44,6 +45,15 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_result_cache() -> Iterator[None]:
+    """Compute every result while the tests run, whatever ``_build`` folder the checkout has
+    (tests of the cache point it at their own folder)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(FOLDER_ENV, "")
+        yield
 
 
 @pytest.fixture(scope="session")

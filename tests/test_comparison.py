@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylelib import bundled, comparison, methods
+from stylelib import bundled, comparison, gatys, methods
 from stylelib.diffusion import PRIOR_PAINTING
 from stylelib.errors import StylelibError
 from stylelib.profiles import get_profile
+from stylelib.result_cache import FOLDER_ENV
 
 QUICK = get_profile("quick")
 
@@ -45,11 +46,12 @@ def test_every_measurement_is_a_real_number(
         measured: comparison.Comparison) -> None:
     for result in measured.results:
         assert result.image.shape[-2:] == (24, 32)
-        assert result.seconds > 0 and result.peak_mb >= 0
         assert all(math.isfinite(v) and v >= 0 for v in
                    (result.content, result.style, result.statistics, result.shallow_content))
         assert -1 <= result.ssim <= 1
     assert all(mb > 1 for mb in measured.weights_mb.values())
+    assert set(measured.costs) == set(measured.methods)
+    assert all(c.seconds > 0 and c.peak_mb >= 0 for c in measured.costs.values())
     by_method = {r.method: r for r in measured.results if r.photo == "tubingen"
                  and r.painting == "starry_night"}
     # Optimising the image from the photo keeps more of it than any one-pass method.
@@ -140,3 +142,24 @@ def test_against_can_keep_only_some_paintings(measured: comparison.Comparison) -
                                            zip(candy[0][2:], candy[1][2:], strict=True)])
     with pytest.raises(ValueError, match="painted no pair in common"):
         comparison.against(measured, "fast", paintings=["candy"])
+
+
+def test_only_the_timed_image_is_computed_again_when_the_results_are_cached(
+        mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FOLDER_ENV, str(tmp_path / "results"))
+    runs: list[int] = []
+    optimize = gatys.optimize
+
+    def counted(*args: object, **kwargs: object) -> tuple[torch.Tensor, list[dict[str, float]]]:
+        runs.append(1)
+        return optimize(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gatys, "optimize", counted)
+    pairs = (["tubingen", "golden_gate"], ["candy"])
+    first = comparison.compare(["gatys"], *pairs, size=32, profile=QUICK)
+    assert len(runs) == 3  # the warm-up (kept), the timed first pair (not kept), the second pair
+    again = comparison.compare(["gatys"], *pairs, size=32, profile=QUICK)
+    assert len(runs) == 4  # only the timed image
+    assert again.costs["gatys"].seconds > 0
+    for old, new in zip(first.results, again.results, strict=True):
+        assert torch.equal(old.image, new.image) and old.content == new.content
