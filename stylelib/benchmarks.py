@@ -17,24 +17,29 @@ from stylelib import bundled
 from stylelib.adain import DEEPEST, AdaIN, Decoder, adain, load_decoder, weights_path
 from stylelib.adain import stylize as adain_stylize
 from stylelib.backbones import DEFAULT, FALLBACK, FeatureExtractor, default_backbone
-from stylelib.costs import measure
+from stylelib.costs import Timing, measure
 from stylelib.errors import AssetError
 from stylelib.fast import TransformerNet, stylize
 from stylelib.images import load_image
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
+from stylelib.precision import describe, reduced
 from stylelib.profiles import pick_device
 
 
 def bench_gatys(size: int, repeat: int, warmup: int, backbone: str | None, device: str | None
                 ) -> list[tuple[str, str]]:
-    """One Gatys evaluation (all losses + gradient) vs a bare backbone forward + backward."""
+    """One Gatys evaluation (all losses + gradient) in float32 and in the precision
+    :func:`~stylelib.precision.reduced` picks, vs a bare float32 backbone forward + backward."""
     dev = pick_device(device)
     name = backbone or default_backbone()
+    chosen = reduced(dev)
     content = load_image("tubingen", size, device=dev)
     style = load_image("starry_night", size, device=dev)
-    loss = PerceptualLoss(backbone=name, style_weight=10.0).to(dev)
-    loss.set_content(content)
-    loss.set_style(style)
+    losses = {dtype: PerceptualLoss(backbone=name, style_weight=10.0, precision=dtype).to(dev)
+              for dtype in dict.fromkeys((None, chosen))}
+    for loss in losses.values():
+        loss.set_content(content)
+        loss.set_style(style)
     layers = [*CONTENT_LAYERS, *STYLE_LAYERS]
     other = FALLBACK if name != FALLBACK else DEFAULT
     networks = [FeatureExtractor(layers, name).to(dev)]
@@ -42,9 +47,12 @@ def bench_gatys(size: int, repeat: int, warmup: int, backbone: str | None, devic
         networks.append(FeatureExtractor(layers, other).to(dev))
     image = content.clone().requires_grad_(True)
 
-    def gatys_step() -> None:
-        image.grad = None
-        loss(image).total.backward()
+    def gatys_step(loss: PerceptualLoss) -> Callable[[], None]:
+        def run() -> None:
+            image.grad = None
+            loss(image).total.backward()
+
+        return run
 
     def bare_step(network: FeatureExtractor) -> Callable[[], None]:
         def run() -> None:
@@ -53,21 +61,29 @@ def bench_gatys(size: int, repeat: int, warmup: int, backbone: str | None, devic
 
         return run
 
-    gatys, bare, *others = measure(
-        [gatys_step, *(bare_step(network) for network in networks)], repeat, warmup, dev)
+    fp32, fastest, bare, *others = measure(
+        [gatys_step(losses[None]), gatys_step(losses[chosen]),
+         *(bare_step(network) for network in networks)], repeat, warmup, dev)
     height, width = content.shape[-2:]
     return [
         ("setting", f"{name}, {width}x{height} px, {dev}, {torch.get_num_threads()} threads, "
                     f"median of {repeat} after {warmup} warm-up"),
-        ("one Gatys evaluation (losses + gradient)",
-         f"{gatys.median * 1e3:.1f} ms (best {gatys.best * 1e3:.1f})"),
-        (f"bare {name} forward + backward to relu5_1",
-         f"{bare.median * 1e3:.1f} ms (best {bare.best * 1e3:.1f})"),
-        *((f"bare {other} forward + backward to relu5_1, for comparison",
-           f"{t.median * 1e3:.1f} ms (best {t.best * 1e3:.1f})") for t in others),
-        ("ratio (medians; bests)",
-         f"{gatys.median / bare.median:.3f}; {gatys.best / bare.best:.3f} (target <= 1.1)"),
+        ("one Gatys evaluation (losses + gradient), float32", _ms(fp32)),
+        (f"one Gatys evaluation, {describe(chosen)} (the default here)", _ms(fastest)),
+        (f"bare {name} forward + backward to relu5_1, float32", _ms(bare)),
+        *((f"bare {other} forward + backward to relu5_1, float32, for comparison", _ms(t))
+          for t in others),
+        ("float32 evaluation / bare float32 (medians; bests)",
+         f"{fp32.median / bare.median:.3f}; {fp32.best / bare.best:.3f} (target <= 1.1)"),
+        (f"{describe(chosen)} evaluation / bare float32 (medians; bests)",
+         f"{fastest.median / bare.median:.3f}; {fastest.best / bare.best:.3f}"
+         " (CPU target <= 0.7)"),
     ]
+
+
+def _ms(timing: Timing) -> str:
+    """A timing's median and best in milliseconds."""
+    return f"{timing.median * 1e3:.1f} ms (best {timing.best * 1e3:.1f})"
 
 
 def bench_fast(size: int, repeat: int, warmup: int, backbone: str | None, device: str | None

@@ -23,6 +23,7 @@ from stylelib.colour import luminance_only, match_luminance, to_luminance
 from stylelib.errors import ImageError, StylelibError, check_int
 from stylelib.images import MIN_SIDE, check_image, check_size, resize
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
+from stylelib.precision import reduced
 from stylelib.result_cache import remembered
 
 Optimizer = Literal["lbfgs", "adam"]
@@ -182,6 +183,7 @@ def stylize(
     scales: int | None = None,
     backbone: str | None = None,
     seed: int = 0,
+    bf16: bool | None = None,
     progress: bool = True,
     callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> GatysResult:
@@ -195,7 +197,9 @@ def stylize(
     ``steps`` counts the evaluations of each level. The style image is resized at every level
     by the same factor as the photo, so pass it at the output's size for strokes the size the
     painting has relative to its frame. ``preserve_color`` transfers
-    style to the luminance only and keeps the photo's colours (Gatys et al. 2017).
+    style to the luminance only and keeps the photo's colours (Gatys et al. 2017). ``bf16``
+    runs the backbone's passes in bfloat16 (the image, Gram matrices and losses stay float32);
+    ``None`` does so where the hardware has it (:func:`stylelib.precision.reduced`).
 
     Where a book's result cache is active (:mod:`stylelib.result_cache`), a pair already
     optimised with the same settings and backbone comes from there, with the ``seconds`` it
@@ -208,6 +212,8 @@ def stylize(
         "style_layers": style_layers, "content_layers": content_layers, "tv_weight": tv_weight,
         "optimizer": optimizer, "lr": lr, "init": init, "preserve_color": preserve_color,
         "scales": scales, "backbone": backbone or default_backbone(), "seed": seed,
+        "precision": (reduced(content.device) if bf16 is None
+                      else torch.bfloat16 if bf16 else None),
     }
 
     def optimised() -> GatysResult:
@@ -235,6 +241,7 @@ def _stylize(
     scales: int | None,
     backbone: str,
     seed: int,
+    precision: torch.dtype | None,
     progress: bool,
     callback: Callable[[int, torch.Tensor], None] | None,
 ) -> GatysResult:
@@ -247,7 +254,7 @@ def _stylize(
         target = content
     loss = PerceptualLoss(
         content_layers=content_layers, style_layers=style_layers, content_weight=content_weight,
-        style_weight=style_weight, tv_weight=tv_weight, backbone=backbone,
+        style_weight=style_weight, tv_weight=tv_weight, backbone=backbone, precision=precision,
     ).to(content.device)
     full_side = max(target.shape[-2:])
     levels = _levels(target, scales)

@@ -16,6 +16,7 @@ from torch import nn
 
 from stylelib.backbones import FeatureExtractor
 from stylelib.errors import StylelibError, check_number
+from stylelib.precision import autocast
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYERS = ("relu4_2",)
@@ -127,7 +128,10 @@ class PerceptualLoss(nn.Module):
     """``content_weight·content + style_weight·Σ w_l·style_l + tv_weight·TV`` on one backbone.
 
     Targets are computed once by :meth:`set_content` and :meth:`set_style`, then reused on
-    every evaluation: only the image being optimised goes through the network.
+    every evaluation: only the image being optimised goes through the network. With
+    ``precision`` (e.g. ``torch.bfloat16``, see :mod:`stylelib.precision`) the network's passes,
+    targets' and image's alike, run under autocast to it, and their features return to float32
+    before the Gram matrices and sums.
     """
 
     def __init__(
@@ -140,8 +144,10 @@ class PerceptualLoss(nn.Module):
         tv_weight: float = 0.0,
         backbone: str | None = None,
         extractor: FeatureExtractor | None = None,
+        precision: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        self.precision = precision
         for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
                             ("tv_weight", tv_weight)):
             check_number(value, name)
@@ -156,16 +162,24 @@ class PerceptualLoss(nn.Module):
         self.content_targets: dict[str, torch.Tensor] = {}
         self.style_targets: dict[str, torch.Tensor] = {}
 
+    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone's float32 features of ``image``, computed in :attr:`precision`."""
+        if self.precision is None:
+            return self.extractor(image)  # type: ignore[no-any-return]
+        with autocast(image.device, self.precision):
+            computed = self.extractor(image)
+        return {k: v.float() for k, v in computed.items()}
+
     @torch.no_grad()
     def set_content(self, image: torch.Tensor) -> None:
         """Record the content image's features at the content layers."""
-        features = self.extractor(image)
+        features = self.features(image)
         self.content_targets = {k: features[k].detach() for k in self.content_layers}
 
     @torch.no_grad()
     def set_style(self, image: torch.Tensor) -> None:
         """Record the style image's Gram matrices at the style layers."""
-        features = self.extractor(image)
+        features = self.features(image)
         self.style_targets = {k: gram_matrix(features[k]).detach() for k in self.style_weights}
 
     def forward(self, image: torch.Tensor) -> LossTerms:
@@ -175,7 +189,7 @@ class PerceptualLoss(nn.Module):
             raise StylelibError("Call set_content(image) before evaluating a content loss.")
         if style_weight and not self.style_targets:
             raise StylelibError("Call set_style(image) before evaluating a style loss.")
-        features = self.extractor(image)
+        features = self.features(image)
         zero = image.new_zeros(())
         content = sum(
             (content_loss(features[k], t) for k, t in self.content_targets.items()), zero

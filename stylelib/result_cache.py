@@ -80,6 +80,8 @@ def _canonical(value: object) -> object:
         data = value.detach().to("cpu").contiguous()
         raw = data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b""
         return ("tensor", str(data.dtype), tuple(data.shape), hashlib.sha256(raw).hexdigest())
+    if isinstance(value, torch.dtype):
+        return str(value)
     if isinstance(value, Mapping):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

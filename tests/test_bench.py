@@ -34,3 +34,16 @@ def test_compare_only_options_are_refused_elsewhere(capsys: pytest.CaptureFixtur
 def test_a_bad_repeat_count_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "fast", "--repeat", "0"]) == 2
     assert capsys.readouterr().err == "error: --repeat must be >= 1 and --warmup >= 0.\n"
+
+
+def test_bench_gatys_reports_float32_and_the_chosen_precision_against_bare_float32(
+        mirror: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STYLELIB_BF16", "1")
+    assert main(["bench", "gatys", "--size", "32", "--repeat", "1", "--warmup", "0",
+                 "--backbone", "vgg16-hed"]) == 0
+    text = capsys.readouterr().out
+    assert "one Gatys evaluation (losses + gradient), float32" in text
+    assert "one Gatys evaluation, bfloat16 autocast (the default here)" in text
+    ratio = text.split("bfloat16 autocast evaluation / bare float32 (medians; bests)")[1]
+    assert float(ratio.split()[0].rstrip(";")) > 0
