@@ -9,9 +9,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "stylelib"
 LAYERS = [
-    {"errors", "files", "colour", "profiles", "costs", "widgets"},
+    {"errors", "files", "colour", "profiles", "costs", "widgets", "result_cache"},
     {"assets", "weight_files", "images", "training"},
-    {"backbones", "data", "training_commands", "training_views"},
+    {"backbones", "precision", "data", "training_commands", "training_views"},
     {"losses"},
     {"gatys", "fast", "bundled", "adain", "adain_training", "adain_original", "diffusion",
      "prior_training", "stable_diffusion", "magenta", "gan"},
