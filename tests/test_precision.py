@@ -7,6 +7,8 @@ import torch
 
 from stylelib import precision
 from stylelib.errors import StylelibError
+from stylelib.fast import TransformerNet
+from stylelib.fast import stylize as stylize_fast
 from stylelib.gatys import stylize
 from stylelib.losses import PerceptualLoss
 
@@ -64,3 +66,17 @@ def test_gatys_in_bf16_ends_near_float32(photo: torch.Tensor, painting: torch.Te
     moved = float((runs[False].image - photo).abs().mean())
     apart = float((runs[True].image - runs[False].image).abs().mean())
     assert apart < 0.6 * moved  # (at 32 px, 20 steps: 0.026 apart, 0.067 from the photo)
+
+
+def test_a_fast_net_in_bf16_paints_nearly_the_float32_picture(
+        photo: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    net = TransformerNet().eval()
+    pictures = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv(precision.ENV, flag)
+        pictures[flag] = stylize_fast(net, photo)
+    assert pictures["1"].dtype == torch.float32 and pictures["1"].shape == photo.shape
+    difference = (pictures["1"] - pictures["0"]).abs()
+    # bfloat16 keeps 8 bits of mantissa: about 1/256 near 1, one 8-bit grey level
+    assert 0 < float(difference.mean()) < 4 / 255
