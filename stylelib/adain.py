@@ -173,9 +173,15 @@ class Blend:
         """Decode ``alpha t + (1 - alpha) f(c)``: 0 reconstructs the photo, 1 is full style."""
         check_alpha(alpha)
         with torch.inference_mode():
-            features = alpha * self.target + (1 - alpha) * self.content
+            features = mix(self.target, self.content, alpha)
             image = self.model.decode(features, self.size).clamp(0, 1)
         return image.to(self.device, copy=True)
+
+
+def mix(target: torch.Tensor, content: torch.Tensor, alpha: float | torch.Tensor
+        ) -> torch.Tensor:
+    """The content-style trade-off in feature space: ``alpha t + (1 - alpha) f(c)``."""
+    return alpha * target + (1 - alpha) * content
 
 
 class AdaIN(nn.Module):

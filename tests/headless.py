@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from bookinfo import ROOT
+
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 """Debian's Chromium (``apt-get install chromium``); ``$CHROMIUM`` overrides."""
 
@@ -20,3 +22,9 @@ FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
 """Headless, no background traffic, no first-run pages (a user-data dir is added per run)."""
+
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+"""Where the browser checks save what they saw."""
+VIEWPORT = {"width": 1280, "height": 900}
+TIMEOUT_MS = 30_000
+"""Longest wait for one page action (the try-it panels set their own, longer ones)."""

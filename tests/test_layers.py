@@ -19,6 +19,7 @@ LAYERS = [
     {"benchmarks", "methods"},
     {"comparison"},
     {"bench", "cli", "__init__", "__main__"},
+    {"tryit", "tryit_build"},
 ]
 """From the bottom up, as CONTRIBUTING.md draws them."""
 LEVEL = {module: k for k, layer in enumerate(LAYERS) for module in layer}

@@ -1,0 +1,188 @@
+"""Build-time half of the "try it" panels (a Sphinx extension): put the networks and the
+browser runtime that ``_static/tryit.js`` downloads into the built site.
+
+After an HTML build, :func:`build` exports the bundled feed-forward nets and the AdaIN encoder
+and decoder to ONNX, saves the panel's paintings, and vendors ``onnxruntime-web`` (fetched with
+``npm pack`` at :data:`ORT_VERSION`), all under ``_static/tryit/``; ``manifest.json`` there maps
+each to its file (models and paintings named by content hash) and its size in bytes. Nothing is
+fetched from a CDN when the book is read. Exports are cached beside the build, keyed by the
+weights, torch and this file, so a rebuild costs seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from stylelib import adain, bundled, fast
+from stylelib.assets import credit_lines
+from stylelib.errors import StylelibError
+from stylelib.images import MIN_SIDE, load_image, to_pil
+from stylelib.tryit import PAINTING_SIDE, PAINTINGS
+
+if TYPE_CHECKING:
+    from sphinx.application import Sphinx
+
+ORT_VERSION = "1.31.1"
+"""The pinned ``onnxruntime-web`` release (npm) that runs the networks in the reader's browser."""
+ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+"""Its WebAssembly build: the script, the module it imports and the binary (SIMD, threads)."""
+FOLDER = "tryit"
+"""Where everything goes inside the site's ``_static``."""
+
+
+class Encoder(nn.Module):
+    """The AdaIN encoder as one graph: RGB in [0, 1] (sides multiples of 8) to relu4_1."""
+
+    def __init__(self, model: adain.AdaIN) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``[1, 3, H, W]`` to ``[1, 512, H/8, W/8]``."""
+        features: torch.Tensor = self.encoder(image)[adain.DEEPEST]
+        return features
+
+
+class BlendDecoder(nn.Module):
+    """AdaIN, the alpha mix and the decoder as one graph, so a slider move is one call."""
+
+    def __init__(self, model: adain.AdaIN) -> None:
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor
+                ) -> torch.Tensor:
+        """Encoded photo and painting and a scalar ``alpha`` to RGB in [0, 1], 8x the size."""
+        target = adain.adain(content, style)
+        image: torch.Tensor = self.decoder(adain.mix(target, content, alpha)).clamp(0, 1)
+        return image
+
+
+def _export_graph(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
+                  dynamic: dict[str, dict[int, Any]], path: Path) -> None:
+    """Export ``module`` to one self-contained ONNX file, with the given dynamic axes."""
+    torch.onnx.export(module.eval(), example, path, input_names=names[:-1], output_names=names[-1:],
+                      dynamic_shapes=dynamic, dynamo=True, external_data=False, verbose=False)
+
+
+def export_adain(model: adain.AdaIN, folder: Path) -> tuple[Path, Path]:
+    """Write ``adain_encoder.onnx`` and ``adain_decoder.onnx`` into ``folder``."""
+    sides = [torch.export.Dim(name, min=MIN_SIDE // adain.SCALE) for name in "hwHW"]
+    encoder_path, decoder_path = folder / "adain_encoder.onnx", folder / "adain_decoder.onnx"
+    image = torch.rand(1, 3, 64, 48)
+    _export_graph(Encoder(model), (image,), ["image", "features"],
+                  {"image": {2: adain.SCALE * sides[0], 3: adain.SCALE * sides[1]}},
+                  encoder_path)
+    features = (torch.rand(1, 512, 8, 6), torch.rand(1, 512, 5, 7), torch.tensor(0.5))
+    _export_graph(BlendDecoder(model), features, ["content", "style", "alpha", "image"],
+                  {"content": {2: sides[0], 3: sides[1]}, "style": {2: sides[2], 3: sides[3]},
+                   "alpha": {}}, decoder_path)
+    return encoder_path, decoder_path
+
+
+def _digest(path: Path) -> str:
+    """The file's sha256, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cached(cache: Path, key_files: list[Path], make: Callable[[Path], object]) -> Path:
+    """The folder that ``make(folder)`` filled, reused while the files it depends on (and torch
+    and this module) are unchanged."""
+    key = hashlib.sha256(torch.__version__.encode())
+    for path in [*key_files, Path(__file__)]:
+        key.update(_digest(path).encode())
+    folder = cache / key.hexdigest()[:16]
+    if not (folder / "done").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        make(folder)
+        (folder / "done").touch()
+    return folder
+
+
+def _publish(source: Path, target: Path, stem: str) -> dict[str, Any]:
+    """Copy ``source`` into ``target`` as ``stem.<first 12 hex of its sha256><suffix>``."""
+    name = f"{stem}.{_digest(source)[:12]}{source.suffix}"
+    shutil.copyfile(source, target / name)
+    return {"url": name, "bytes": source.stat().st_size}
+
+
+def _paintings(folder: Path) -> None:
+    """The panel's bundled paintings as JPEGs, long side :data:`PAINTING_SIDE`."""
+    for name in PAINTINGS:
+        to_pil(load_image(name, PAINTING_SIDE)).save(folder / f"{name}.jpg", quality=90)
+
+
+def vendor_runtime(cache: Path, target: Path) -> dict[str, Any]:
+    """Copy :data:`ORT_FILES` of ``onnxruntime-web`` into ``target``, packed once by npm."""
+    tarball = cache / f"onnxruntime-web-{ORT_VERSION}.tgz"
+    if not tarball.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        npm = shutil.which("npm")
+        if npm is None:
+            raise StylelibError(
+                "The book's try-it panels need npm to fetch onnxruntime-web: install Node.js.")
+        packed = subprocess.run([npm, "pack", f"onnxruntime-web@{ORT_VERSION}", "--silent",
+                                 "--pack-destination", str(cache)], capture_output=True, text=True)
+        if packed.returncode != 0:
+            raise StylelibError(f"npm pack onnxruntime-web@{ORT_VERSION} failed (is the npm "
+                                f"registry reachable?): {packed.stderr.strip()[-500:]}")
+    target.mkdir(parents=True, exist_ok=True)
+    files = {}
+    with tarfile.open(tarball) as archive:
+        for name in ORT_FILES:
+            member = archive.extractfile(f"package/dist/{name}")
+            if member is None:
+                raise StylelibError(f"{tarball} has no dist/{name}: is it onnxruntime-web?")
+            data = member.read()
+            (target / name).write_bytes(data)
+            files[name] = {"url": f"{target.name}/{name}", "bytes": len(data)}
+    return {"version": ORT_VERSION, "files": files}
+
+
+def build(static: Path, cache: Path) -> dict[str, Any]:
+    """Fill ``static`` (the site's ``_static/tryit``, emptied first so that no file of an
+    earlier build stays) and write its ``manifest.json``."""
+    shutil.rmtree(static, ignore_errors=True)
+    static.mkdir(parents=True)
+    styles = bundled.available()
+    nets = _cached(cache / "fast", [bundled.weights_path(s) for s in styles], lambda folder: [
+        fast.export_onnx(bundled.load(style), folder / f"fast_{style}.onnx") for style in styles])
+    coder = _cached(cache / "adain", [adain.weights_path()],
+                    lambda folder: export_adain(adain.pretrained(), folder))
+    pictures = _cached(cache / "paintings", [], _paintings)
+    manifest = {
+        "runtime": vendor_runtime(cache / "npm", static / f"onnxruntime-web-{ORT_VERSION}"),
+        "fast": {style: _publish(nets / f"fast_{style}.onnx", static, f"fast_{style}")
+                 for style in styles},
+        "adain": {part: _publish(coder / f"adain_{part}.onnx", static, f"adain_{part}")
+                  for part in ("encoder", "decoder")},
+        "paintings": {name: {**_publish(pictures / f"{name}.jpg", static, name),
+                             "credit": credit_lines([name])} for name in PAINTINGS},
+    }
+    (static / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _on_build_finished(app: Sphinx, exception: Exception | None) -> None:
+    """After a successful HTML build, add the panels' files to its ``_static``."""
+    if exception is None and app.builder.format == "html":
+        outdir = Path(app.outdir)
+        build(outdir / "_static" / FOLDER, outdir.parent / ".tryit_cache")
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the build step (Sphinx extension entry point)."""
+    app.connect("build-finished", _on_build_finished)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
