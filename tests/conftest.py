@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
+from stylelib import gatys
 from stylelib.backbones import FeatureExtractor
 from stylelib.images import load_image, save_image
 from stylelib.losses import PerceptualLoss
@@ -54,6 +55,20 @@ def no_result_cache() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(FOLDER_ENV, "")
         yield
+
+
+@pytest.fixture
+def optimize_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one each time Gatys's optimiser runs (one per scale level)."""
+    runs: list[int] = []
+    optimize = gatys.optimize
+
+    def counted(*args: object, **kwargs: object) -> tuple[torch.Tensor, list[dict[str, float]]]:
+        runs.append(1)
+        return optimize(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gatys, "optimize", counted)
+    return runs
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylelib import bundled, comparison, gatys, methods
+from stylelib import bundled, comparison, methods
 from stylelib.diffusion import PRIOR_PAINTING
 from stylelib.errors import StylelibError
 from stylelib.profiles import get_profile
@@ -145,16 +145,10 @@ def test_against_can_keep_only_some_paintings(measured: comparison.Comparison) -
 
 
 def test_only_the_timed_image_is_computed_again_when_the_results_are_cached(
-        mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        optimize_runs: list[int]) -> None:
     monkeypatch.setenv(FOLDER_ENV, str(tmp_path / "results"))
-    runs: list[int] = []
-    optimize = gatys.optimize
-
-    def counted(*args: object, **kwargs: object) -> tuple[torch.Tensor, list[dict[str, float]]]:
-        runs.append(1)
-        return optimize(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(gatys, "optimize", counted)
+    runs = optimize_runs
     pairs = (["tubingen", "golden_gate"], ["candy"])
     first = comparison.compare(["gatys"], *pairs, size=32, profile=QUICK)
     assert len(runs) == 3  # the warm-up (kept), the timed first pair (not kept), the second pair
