@@ -34,10 +34,12 @@ from stylelib.losses import LossTerms, mean_std_loss
 from stylelib.profiles import pick_device, seeded
 from stylelib.training import Plan, TrainResult, fit
 from stylelib.training_commands import (
+    add_schedule_arguments,
     add_training_arguments,
     final_losses,
     publish,
     run_fields,
+    schedule,
     weights_output,
 )
 
@@ -67,10 +69,10 @@ def training_loss(
     teaches a briefly trained decoder to invert the encoder, colours included, much sooner.
     """
     with torch.no_grad():
-        style_features = model.encode(style)
-        content_features = model.encode(content)[DEEPEST]
+        style_features = _encoded(model, style)
+        content_features = _encoded(model, content)[DEEPEST]
         target = adain(content_features, style_features[DEEPEST])
-    features = model.encode(model.decoder(target))
+    features = _encoded(model, model.decoder(target))
     content_term = F.mse_loss(features[DEEPEST], target)
     style_term = torch.stack(
         [mean_std_loss(features[layer], style_features[layer]) for layer in ENCODER_LAYERS]
@@ -83,6 +85,12 @@ def training_loss(
     total = (content_weight * content_term + style_weight * style_term
              + identity_weight * identity_term)
     return DecoderTerms(total, content_term, style_term, total.new_zeros(()), identity_term)
+
+
+def _encoded(model: AdaIN, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``model.encode(image)`` in float32, whatever precision the encoder ran in: the means,
+    standard deviations and squared errors of the loss lose too much in bfloat16."""
+    return {layer: feature.float() for layer, feature in model.encode(image).items()}
 
 
 def train_decoder(
@@ -99,6 +107,8 @@ def train_decoder(
     recolour: bool = False,
     lr: float = 1e-4,
     warmup: int = 100,
+    cooldown: int = 0,
+    bf16: bool = False,
     backbone: str | None = None,
     device: str | None = None,
     checkpoint: str | Path | None = None,
@@ -118,11 +128,13 @@ def train_decoder(
     (:class:`~stylelib.data.PhotoCrops`, a second seed stream) and takes an Adam step on
     :func:`training_loss` (the paper: style weight 10, lr 1e-4, batch 8). ``scale`` is the
     long side images are resized to before cropping. The learning rate warms up over ``warmup``
-    steps. With ``checkpoint``, the decoder and Adam's state are saved every
-    ``checkpoint_every`` steps and resumed on the next call, ending bit for bit where an
-    uninterrupted run would. ``start_from`` (a decoder's weights file) trains that decoder
-    further instead of random weights, e.g. with another style weight (a fresh optimiser; pick a
-    new ``seed`` so the crops differ). ``recolour`` turns each painting crop's hue by a random
+    steps and falls linearly towards 0 over the last ``cooldown``; ``bf16`` runs the encoder
+    and decoder passes in bfloat16 autocast (the loss itself in float32). With
+    ``checkpoint``, the decoder and Adam's state are saved every ``checkpoint_every`` steps and
+    resumed on the next call, ending bit for bit where an uninterrupted run would.
+    ``start_from`` (a decoder's weights file) trains that decoder further instead of random
+    weights, e.g. with another style weight (a fresh optimiser; pick a new ``seed`` so the crops
+    differ). ``recolour`` turns each painting crop's hue by a random
     angle, so that the decoder meets many more palettes than the collection has paintings
     (without it, one trained on 32 paintings matches unseen palettes far worse than seen ones).
     ``minutes`` ends this call early once that much time has passed, with a checkpoint at the
@@ -131,7 +143,7 @@ def train_decoder(
     ``callback(step, losses, decoder)`` runs after each step.
     """
     _check_numbers({"steps": steps, "batch_size": batch_size, "checkpoint_every": checkpoint_every,
-                    "preview_every": preview_every}, warmup, size, scale, lr,
+                    "preview_every": preview_every}, warmup, cooldown, size, scale, lr,
                    {"content_weight": content_weight, "style_weight": style_weight,
                     "identity_weight": identity_weight}, seed)
     if preview is not None:
@@ -146,19 +158,20 @@ def train_decoder(
         "batch_size": batch_size, "size": size, "scale": scale, "content_weight": content_weight,
         "style_weight": style_weight, "identity_weight": identity_weight,
         "recolour": recolour, "lr": lr,
-        "warmup": warmup, "seed": seed,
+        "warmup": warmup, "cooldown": cooldown, "bf16": bf16, "seed": seed,
         "backbone": model.encoder.backbone, "photos": len(photo_list),
         "paintings": len(painting_list),
         "start_from": None if start_from is None else Path(start_from).name,
     }
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
-                checkpoint_every, settings, KIND, preview_every, progress, minutes)
+                checkpoint_every, settings, KIND, preview_every, progress, minutes, cooldown)
     batches = _crop_pairs(photo_list, painting_list, size=size, scale=scale,
                           batch_size=batch_size, steps=steps, seed=seed, recolour=recolour)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        terms = training_loss(model, batch[0].to(dev), batch[1].to(dev), content_weight,
-                              style_weight, identity_weight)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            terms = training_loss(model, batch[0].to(dev), batch[1].to(dev), content_weight,
+                                  style_weight, identity_weight)
         return terms.total, terms.as_floats()
 
     shown = preview
@@ -166,13 +179,14 @@ def train_decoder(
                preview=None if shown is None else lambda: model.prepare(*shown).render())
 
 
-def _check_numbers(counts: Mapping[str, int], warmup: int, size: int, scale: int | None,
-                   lr: float, weights: Mapping[str, float], seed: int) -> None:
+def _check_numbers(counts: Mapping[str, int], warmup: int, cooldown: int, size: int,
+                   scale: int | None, lr: float, weights: Mapping[str, float], seed: int) -> None:
     """Refuse the first bad number among :func:`train_decoder`'s arguments with one clear
     error: ``counts`` must be positive integers, ``weights`` non-negative numbers."""
     for name, value in counts.items():
         check_int(value, name)
     check_int(warmup, "warmup", minimum=0)
+    check_int(cooldown, "cooldown", minimum=0)
     check_size(size)
     check_size(scale, "scale")
     check_number(lr, "lr", strict=True)
@@ -226,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         photos, styles, steps=args.steps, batch_size=args.batch_size, size=args.size,
         scale=args.scale, style_weight=args.style_weight,
         identity_weight=args.identity_weight, recolour=args.recolour, lr=args.lr,
+        cooldown=args.cooldown, bf16=args.bf16,
         backbone=args.backbone, device=args.device,
         checkpoint=out.with_name(f"{out.stem}.checkpoint.safetensors"), seed=args.seed,
         start_from=args.start_from, minutes=args.minutes,
@@ -242,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: python -m stylelib train adain --steps 3000 --size 128",
     )
     add_training_arguments(parser, steps=3000, size=128, batch_size=8, lr=5e-4, what="decoder")
+    add_schedule_arguments(parser)
     parser.add_argument("--style-weight", type=float, default=10.0)
     parser.add_argument("--identity-weight", type=float, default=0.0,
                         help="weight of the pixel identity term (0: the paper's loss)")
@@ -270,8 +286,8 @@ def _card(args: argparse.Namespace, result: TrainResult[Decoder], photos: int, p
                    "and the photos" if args.photo_styles else "")
                 + f"; random {args.size} px crops of images resized to {args.scale} px",
         **run_fields(
-            result, f"batch {args.batch_size} photo-painting pairs, lr {args.lr} (warm-up "
-            f"100), content weight 1, style weight {args.style_weight}"
+            result, f"batch {args.batch_size} photo-painting pairs, {schedule(args)}, content "
+            f"weight 1, style weight {args.style_weight}"
             + (f", identity weight {args.identity_weight}" if args.identity_weight else "")
             + (", painting hues turned at random" if args.recolour else "")
             + (", photos among the styles" if args.photo_styles else ""),

@@ -23,10 +23,12 @@ from stylelib.images import load_image
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS
 from stylelib.training import TrainResult
 from stylelib.training_commands import (
+    add_schedule_arguments,
     add_training_arguments,
     final_losses,
     publish,
     run_fields,
+    schedule,
     weights_output,
 )
 
@@ -92,9 +94,6 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
     long and to what losses; a run that went on from ``earlier``'s weights adds to its card
     (the photo and painting sizes too, where they changed)."""
     style_asset = assets.resolve(args.style)
-    schedule = (f"lr {args.lr} (warm-up 100"
-                + (f", linear cool-down to 0 over the last {args.cooldown} steps"
-                   if args.cooldown else "") + ")" + (", bfloat16 autocast" if args.bf16 else ""))
     sides = (f"long sides {', '.join(map(str, args.scales))} px in turn, batch by batch, each "
              "batch against the painting at the same long side" if args.scales
              else f"a long side of {args.scale} px")
@@ -111,7 +110,7 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
                                 for lead in ("long side", "long sides", "then"))),
         "data": _carried(earlier.get("data"), trained_on, f"{photos} photos, resized to {sides}",
                          (f"resized to {sides}",)),
-        **run_fields(result, f"batch {args.batch_size} of {args.size} px crops, {schedule}, "
+        **run_fields(result, f"batch {args.batch_size} of {args.size} px crops, {schedule(args)}, "
                      f"content weight 1 at {'+'.join(args.content_layers)}, style weight "
                      f"{args.style_weight} at {'+'.join(args.style_layers)}"
                      + (f", total variation {args.tv_weight}" if args.tv_weight else "")
@@ -140,10 +139,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="train at several photo sizes batch by batch, each against the "
                              "painting at the same size (instead of --scale and --style-size)")
     parser.add_argument("--style-weight", type=float, default=10.0)
-    parser.add_argument("--cooldown", type=int, default=0,
-                        help="steps at the end over which the lr falls linearly to 0 (0)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast: faster on GPUs and CPUs with AVX-512 BF16")
+    add_schedule_arguments(parser)
     parser.add_argument("--tv-weight", type=float, default=0.0,
                         help="total-variation weight, against high-frequency noise (0)")
     parser.add_argument("--content-layers", nargs="+", default=list(CONTENT_LAYERS),

@@ -36,6 +36,22 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size:
     parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
 
 
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the commands whose training ends in a learning-rate cool-down and may run
+    in bfloat16 (``train fast`` and ``train adain``)."""
+    parser.add_argument("--cooldown", type=int, default=0,
+                        help="steps at the end over which the lr falls linearly to 0 (0)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast: faster on GPUs and CPUs with AVX-512 BF16")
+
+
+def schedule(args: argparse.Namespace) -> str:
+    """How :func:`add_schedule_arguments`' options ran, in a model card's words."""
+    return (f"lr {args.lr} (warm-up 100"
+            + (f", linear cool-down to 0 over the last {args.cooldown} steps"
+               if args.cooldown else "") + ")" + (", bfloat16 autocast" if args.bf16 else ""))
+
+
 def weights_output(path: Path | None, default: Path) -> Path:
     """The ``--out`` of a training command, checked before any training: a ``.safetensors``
     file in an existing folder (weights are never written under another format's name)."""

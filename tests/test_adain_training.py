@@ -126,6 +126,39 @@ def test_identity_term_rebuilds_the_photos_and_joins_the_total(
     assert both.keys() == {"total", "content", "style", "tv", "identity"}
 
 
+def test_bf16_training_follows_float32(photos: list[Path], paintings: list[Path]) -> None:
+    """Autocast changes the numbers a little (it ran), not the loss the decoder learns from;
+    the terms come out in float32 and the decoder's weights stay float32."""
+    runs = [train_decoder(photos, paintings, steps=1, batch_size=2, size=32, backbone=HED,
+                          progress=False, bf16=bf16) for bf16 in (False, True)]
+    full, half = (run.history[0] for run in runs)
+    assert full["total"] != half["total"]
+    assert half["content"] == pytest.approx(full["content"], rel=0.05)
+    assert half["style"] == pytest.approx(full["style"], rel=0.05)
+    assert all(p.dtype == torch.float32 for p in runs[1].net.parameters())
+
+
+def test_cooldown_lowers_the_last_steps_learning_rate(photos: list[Path], paintings: list[Path]
+                                                      ) -> None:
+    """With a cool-down the final step is far smaller, so the weights move far less."""
+    moved = []
+    for cooldown in (0, 3):
+        start = seeded(Decoder, 0).state_dict()
+        before: dict[str, torch.Tensor] = {}
+
+        def keep(step: int, losses: dict[str, float], decoder: Decoder,
+                 before: dict[str, torch.Tensor] = before) -> None:
+            if step == 2:
+                before.update({k: v.clone() for k, v in decoder.state_dict().items()})
+
+        run = train_decoder(photos, paintings, steps=3, batch_size=1, size=24, backbone=HED,
+                            progress=False, warmup=0, cooldown=cooldown, lr=1e-3, callback=keep)
+        after = run.net.state_dict()
+        assert any(not torch.equal(after[k], start[k]) for k in start)
+        moved.append(sum(float((after[k] - before[k]).abs().sum()) for k in after))
+    assert moved[1] < 0.5 * moved[0]
+
+
 def test_paintings_must_be_there(photos: list[Path], tmp_path: Path) -> None:
     with pytest.raises(StylelibError, match="No paintings to train on"):
         train_decoder(photos, tmp_path, steps=1)
@@ -166,13 +199,17 @@ def test_training_options_are_on_the_card_and_must_match_to_resume(mirror: Path,
     out = tmp_path / "decoder.safetensors"
     arguments = ["--steps", "3", "--batch-size", "1", "--size", "32", "--scale", "48",
                  "--out", str(out)]
-    adain_training.main([*arguments, "--recolour", "--photo-styles", "--minutes", "0"])
+    adain_training.main([*arguments, "--recolour", "--photo-styles", "--minutes", "0",
+                         "--cooldown", "2", "--bf16"])
     card = load_decoder(out).card
     assert "1 Adam steps" in card["training"]
+    assert "linear cool-down to 0 over the last 2 steps), bfloat16 autocast" in card["training"]
     assert "painting hues turned at random, photos among the styles" in card["training"]
     assert f"each counted {adain_training.PAINTING_REPEATS} times) and the photos" in card["data"]
+    with pytest.raises(StylelibError, match="bf16=True"):
+        adain_training.main([*arguments, "--recolour", "--photo-styles", "--cooldown", "2"])
     with pytest.raises(StylelibError, match="recolour=True"):
-        adain_training.main(arguments)
+        adain_training.main([*arguments, "--cooldown", "2", "--bf16"])
 
 
 def test_training_into_a_missing_folder_fails_before_training(mirror: Path, tmp_path: Path
