@@ -27,7 +27,7 @@ from stylelib.adain import (
     weights_path,
 )
 from stylelib.backbones import FeatureExtractor
-from stylelib.data import PhotoCrops, batches_from, photo_files
+from stylelib.data import PhotoCrops, batches_from, default_workers, photo_files
 from stylelib.errors import check_int, check_number
 from stylelib.images import check_image, check_size
 from stylelib.losses import LossTerms, mean_std_loss
@@ -36,7 +36,9 @@ from stylelib.training import Plan, TrainResult, fit
 from stylelib.training_commands import (
     add_schedule_arguments,
     add_training_arguments,
+    described,
     final_losses,
+    images,
     publish,
     run_fields,
     schedule,
@@ -109,6 +111,7 @@ def train_decoder(
     warmup: int = 100,
     cooldown: int = 0,
     bf16: bool = False,
+    workers: int | None = None,
     backbone: str | None = None,
     device: str | None = None,
     checkpoint: str | Path | None = None,
@@ -129,7 +132,9 @@ def train_decoder(
     :func:`training_loss` (the paper: style weight 10, lr 1e-4, batch 8). ``scale`` is the
     long side images are resized to before cropping. The learning rate warms up over ``warmup``
     steps and falls linearly towards 0 over the last ``cooldown``; ``bf16`` runs the encoder
-    and decoder passes in bfloat16 autocast (the loss itself in float32). With
+    and decoder passes in bfloat16 autocast (the loss itself in float32); ``workers`` processes
+    decode the images (default :func:`~stylelib.data.default_workers`), and under ``torchrun``
+    each process takes its share of every batch (:mod:`stylelib.distributed`). With
     ``checkpoint``, the decoder and Adam's state are saved every ``checkpoint_every`` steps and
     resumed on the next call, ending bit for bit where an uninterrupted run would.
     ``start_from`` (a decoder's weights file) trains that decoder further instead of random
@@ -166,7 +171,8 @@ def train_decoder(
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
                 checkpoint_every, settings, KIND, preview_every, progress, minutes, cooldown)
     batches = _crop_pairs(photo_list, painting_list, size=size, scale=scale,
-                          batch_size=batch_size, steps=steps, seed=seed, recolour=recolour)
+                          batch_size=batch_size, steps=steps, seed=seed, recolour=recolour,
+                          workers=default_workers(dev) if workers is None else workers)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
@@ -209,7 +215,7 @@ def _model_to_train(backbone: str | None, device: torch.device, start_from: str 
 
 def _crop_pairs(
     photos: list[Path], paintings: list[Path], *, size: int, scale: int | None, batch_size: int,
-    steps: int, seed: int, recolour: bool,
+    steps: int, seed: int, recolour: bool, workers: int,
 ) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """``batches(done)`` for :func:`~stylelib.training.fit`: from step ``done`` on, batches of
     photo crops (seed stream ``seed``) beside as many painting crops (stream ``(seed, 1)``, hues
@@ -219,7 +225,7 @@ def _crop_pairs(
         def crops(files: list[Path], stream: int | tuple[int, ...], recoloured: bool = False
                   ) -> DataLoader[torch.Tensor]:
             return batches_from(PhotoCrops(files, size, stream, scale, recolour=recoloured),
-                                batch_size, done, steps)
+                                batch_size, done, steps, workers)
 
         return zip(crops(photos, seed), crops(paintings, (seed, 1), recolour), strict=True)
 
@@ -233,20 +239,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Train (or resume) the bundled decoder on the training collection; write it with a card."""
     args = _parser().parse_args(argv)
     out = weights_output(args.out, weights_path())
-    photos, paintings = data.training_photos(), data.training_paintings()
+    photos = images(args.photos, data.training_photos, "photos")
+    paintings = images(args.paintings, data.training_paintings, "paintings")
     styles = paintings * PAINTING_REPEATS + photos if args.photo_styles else paintings
     earlier = load_decoder(args.start_from).card if args.start_from else {}
     result = train_decoder(
         photos, styles, steps=args.steps, batch_size=args.batch_size, size=args.size,
         scale=args.scale, style_weight=args.style_weight,
         identity_weight=args.identity_weight, recolour=args.recolour, lr=args.lr,
-        cooldown=args.cooldown, bf16=args.bf16,
+        cooldown=args.cooldown, bf16=args.bf16, workers=args.workers,
         backbone=args.backbone, device=args.device,
         checkpoint=out.with_name(f"{out.stem}.checkpoint.safetensors"), seed=args.seed,
         start_from=args.start_from, minutes=args.minutes,
     )
     card = _card(args, result, len(photos), len(paintings), earlier)
-    publish(save_decoder(result.net, out, card), card)
+    publish(lambda fields: save_decoder(result.net, out, fields), card)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -256,7 +263,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Train an AdaIN decoder on the book's photo and painting collection.",
         epilog="example: python -m stylelib train adain --steps 3000 --size 128",
     )
-    add_training_arguments(parser, steps=3000, size=128, batch_size=8, lr=5e-4, what="decoder")
+    add_training_arguments(parser, steps=3000, size=128, batch_size=8, lr=5e-4, what="decoder",
+                           reads=("photos", "paintings"))
     add_schedule_arguments(parser)
     parser.add_argument("--style-weight", type=float, default=10.0)
     parser.add_argument("--identity-weight", type=float, default=0.0,
@@ -278,10 +286,12 @@ def _card(args: argparse.Namespace, result: TrainResult[Decoder], photos: int, p
     return {
         "model": "AdaIN decoder (Huang & Belongie 2017; stylelib.adain.Decoder), fp16",
         "backbone": result.net.card["backbone"],
-        "data": f"{photos} photos of the book's training collection (ImageNet samples, "
-                "BSD, Urban100, Kodak, Set5/14, ...; research licences) without the book's "
-                f"content photos, and its {paintings} public-domain paintings (none of "
-                f"{', '.join(data.HELD_OUT_STYLES)})"
+        "data": described(args.photos, photos, f"{photos} photos of the book's training "
+                          "collection (ImageNet samples, BSD, Urban100, Kodak, Set5/14, ...; "
+                          "research licences) without the book's content photos", "photos")
+                + ", and " + described(args.paintings, paintings, f"the collection's "
+                                       f"{paintings} public-domain paintings (none of "
+                                       f"{', '.join(data.HELD_OUT_STYLES)})", "paintings")
                 + (f"; style crops from the paintings (each counted {PAINTING_REPEATS} times) "
                    "and the photos" if args.photo_styles else "")
                 + f"; random {args.size} px crops of images resized to {args.scale} px",

@@ -25,7 +25,9 @@ from stylelib.training import TrainResult
 from stylelib.training_commands import (
     add_schedule_arguments,
     add_training_arguments,
+    described,
     final_losses,
+    images,
     publish,
     run_fields,
     schedule,
@@ -60,9 +62,11 @@ def load(style: str, device: str | torch.device = "cpu") -> fast.TransformerNet:
 def main(argv: Sequence[str] | None = None) -> None:
     """Train (or resume) one bundled network and write its weights and model card."""
     args = _parser().parse_args(argv)
-    out = weights_output(args.out, weights_path(args.style))
+    own = Path(args.style).expanduser()
+    out = weights_output(args.out, Path(f"fast_{own.stem}.safetensors") if own.is_file()
+                         else weights_path(args.style))
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
-    photos = data.training_photos()
+    photos = images(args.photos, data.training_photos, "photos")
     earlier = fast.load_weights(args.start_from).card if args.start_from else {}
     style_side = max(args.scales) if args.scales else args.style_size
     result = fast.train(
@@ -73,10 +77,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         content_layers=args.content_layers, style_layers=args.style_layers,
         backbone=args.backbone, lr=args.lr, cooldown=args.cooldown, bf16=args.bf16,
         device=args.device, checkpoint=checkpoint, seed=args.seed, start_from=args.start_from,
+        workers=args.workers,
         minutes=args.minutes,
     )
     card = _card(args, result, len(photos), earlier, style_side)
-    publish(fast.save_weights(result.net, out, card), card)
+    publish(lambda fields: fast.save_weights(result.net, out, fields), card)
 
 
 def _carried(before: str | None, now: str, change: str, unchanged_ends: tuple[str, ...]) -> str:
@@ -93,16 +98,21 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
     """The trained network's model card: the painting, the photos, how (``args``), for how
     long and to what losses; a run that went on from ``earlier``'s weights adds to its card
     (the photo and painting sizes too, where they changed)."""
-    style_asset = assets.resolve(args.style)
+    own = Path(args.style).expanduser()
+    if own.is_file():
+        credit = f"{own.name}: the reader's own painting"
+    else:
+        asset = assets.resolve(args.style)
+        credit = f"{asset.name}: {asset.credit} ({asset.licence})"
     sides = (f"long sides {', '.join(map(str, args.scales))} px in turn, batch by batch, each "
              "batch against the painting at the same long side" if args.scales
              else f"a long side of {args.scale} px")
-    trained_on = (f"{photos} photos of the book's training collection (ImageNet samples, BSD, "
-                  "Urban100, Kodak, Set5/14, ...; research licences) without the book's content "
-                  f"photos, resized to {sides}; random crops (their size is under 'training')")
+    collection = described(args.photos, photos, f"{photos} photos of the book's training "
+                           "collection (ImageNet samples, BSD, Urban100, Kodak, Set5/14, ...; "
+                           "research licences) without the book's content photos", "photos")
+    trained_on = f"{collection}, resized to {sides}; random crops (their size is under 'training')"
     painting_sides = ", ".join(map(str, args.scales)) if args.scales else str(style_side)
-    painting = (f"{style_asset.name}: {style_asset.credit} ({style_asset.licence}), "
-                f"long side{'s' if args.scales else ''} {painting_sides} px")
+    painting = f"{credit}, long side{'s' if args.scales else ''} {painting_sides} px"
     return {
         "model": "Johnson et al. 2016 TransformerNet (stylelib.fast), fp16",
         "style": _carried(earlier.get("style"), painting, f"{painting_sides} px",
@@ -131,9 +141,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Train a feed-forward style network on the training collection.",
         epilog="example: python -m stylelib train fast starry_night --steps 2000",
     )
-    parser.add_argument("style", help="style image asset name, e.g. starry_night")
+    parser.add_argument("style", help="the painting: a book image name, e.g. starry_night, or an "
+                                      "image file (its network is then written to the current "
+                                      "folder)")
     add_training_arguments(parser, steps=2000, size=192, batch_size=4, lr=1e-3,
-                           what="network")
+                           what="network", reads=("photos",))
     parser.add_argument("--style-size", type=int, default=256, help="style image long side")
     parser.add_argument("--scales", type=int, nargs="+", default=None,
                         help="train at several photo sizes batch by batch, each against the "

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from stylelib import assets
 from stylelib.colour import rotate_hue
-from stylelib.errors import StylelibError
-from stylelib.images import load_image, resize
+from stylelib.distributed import share, world
+from stylelib.errors import ImageError, StylelibError
+from stylelib.images import MIN_SIDE, load_image, resize
 
 T = TypeVar("T")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -37,7 +40,10 @@ PAINTINGS_DIR = "training/paintings"
 
 
 def photo_files(photos: Sequence[str | Path] | str | Path, what: str = "photos") -> list[Path]:
-    """The image files of a folder (sorted), or the given list of files, checked to be there.
+    """The image files of a folder and its subfolders (sorted), or the given list of files,
+    checked to be there; files that are not readable images, or have a side under
+    :data:`~stylelib.images.MIN_SIDE` pixels, are left out with a count printed, so a large
+    scraped folder never stops a run mid-epoch.
 
     ``what`` names the images in error messages ("photos", "paintings").
     """
@@ -47,16 +53,33 @@ def photo_files(photos: Sequence[str | Path] | str | Path, what: str = "photos")
             raise StylelibError(
                 f"{what}={folder} is not a folder: pass a folder of {what} or a list of files."
             )
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        files = sorted(p for p in folder.rglob("*")
+                       if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
     else:
         files = [Path(p).expanduser() for p in photos]
     missing = [str(p) for p in files if not p.is_file()]
-    if missing or not files:
+    usable = [p for p in files if p.is_file() and _usable(p)] if not missing else []
+    if missing or not usable:
+        found = "the folder holds no JPEG, PNG or WebP" if not files else "none is usable"
         raise StylelibError(
-            f"No {what} to train on: {missing[:3] or 'the folder holds no JPEG, PNG or WebP'}. "
+            f"No {what} to train on: {missing[:3] or found}. "
             f"Pass a folder of {what} or a list of existing image files."
         )
-    return files
+    if len(usable) < len(files) and world().main:
+        skipped = sorted(set(files) - set(usable))
+        print(f"Skipped {len(skipped)} of {len(files)} {what} (not readable as images, or a "
+              f"side under {MIN_SIDE} px), e.g. {skipped[0]}; training on {len(usable)}.")
+    return usable
+
+
+def _usable(path: Path) -> bool:
+    """Whether ``path`` opens as an image with both sides at least ``MIN_SIDE`` pixels (its
+    header only: a whole folder is checked in seconds)."""
+    try:
+        with Image.open(path) as image:
+            return min(image.size) >= MIN_SIDE
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 class PhotoCrops(Dataset[torch.Tensor]):
@@ -86,7 +109,7 @@ class PhotoCrops(Dataset[torch.Tensor]):
         """Crop number ``k``, a ``[3, size, size]`` tensor in [0, 1]."""
         epoch, position = divmod(k, len(self.files))
         order = np.random.default_rng((*self.seed, 0, epoch)).permutation(len(self.files))
-        image = load_image(self.files[order[position]])
+        image = self._load(order, position)
         height, width = image.shape[-2:]
         fitting = math.ceil(self.size * max(height, width) / min(height, width))
         image = resize(image, max(fitting, self.scale or 0))
@@ -97,13 +120,38 @@ class PhotoCrops(Dataset[torch.Tensor]):
         crop = image[0, :, top:top + self.size, left:left + self.size]
         return rotate_hue(crop, float(rng.uniform(0, 360))) if self.recolour else crop
 
+    def _load(self, order: np.ndarray, position: int) -> torch.Tensor:
+        """The image at ``position`` of this pass's ``order``, or, if its file cannot be decoded
+        (a truncated download that passed :func:`photo_files`' header check), the next one
+        that can: a bad file costs a warning, never the run."""
+        for step in range(len(order)):
+            path = self.files[order[(position + step) % len(order)]]
+            try:
+                return load_image(path)
+            except (ImageError, OSError) as error:
+                warnings.warn(f"skipping {path}: {error}", stacklevel=2)
+        raise StylelibError("None of the training images can be decoded: check the folder.")
 
-def batches_from(crops: Dataset[T], batch_size: int, done: int, steps: int) -> DataLoader[T]:
+
+def default_workers(device: torch.device) -> int:
+    """How many processes decode training images when the caller does not say: none on the
+    CPU, where each would take a core from the training itself; four beside a GPU, which
+    would otherwise wait for JPEG decoding."""
+    return 4 if device.type == "cuda" else 0
+
+
+def batches_from(crops: Dataset[T], batch_size: int, done: int, steps: int, workers: int = 0
+                 ) -> DataLoader[T]:
     """The batches a run of ``steps`` steps draws from step ``done`` on: item ``k`` of
     ``crops`` is always in the run's ``k // batch_size``-th batch, so a resumed run sees exactly
-    what an uninterrupted one would."""
-    return DataLoader(crops, batch_size=batch_size,
-                      sampler=range(done * batch_size, steps * batch_size))
+    what an uninterrupted one would, on any number of ``torchrun`` ranks: each rank loads its
+    share of each global batch (a :class:`DistributedSampler` over the items), decoded in
+    ``workers`` background processes (0: in this one)."""
+    items = Subset(crops, range(done * batch_size, steps * batch_size))
+    ranks = world()
+    dealt: DistributedSampler[T] = DistributedSampler(items, num_replicas=ranks.size,
+                                                      rank=ranks.rank, shuffle=False)
+    return DataLoader(items, batch_size=share(batch_size), sampler=dealt, num_workers=workers)
 
 
 class MultiScaleCrops(Dataset[tuple[torch.Tensor, int]]):

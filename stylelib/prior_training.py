@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from stylelib import assets
-from stylelib.data import PhotoCrops, batches_from, photo_files
+from stylelib.data import PhotoCrops, batches_from, default_workers, photo_files
 from stylelib.diffusion import (
     KIND,
     PRIOR_CHANNELS,
@@ -34,6 +34,7 @@ from stylelib.diffusion import (
     save_prior,
     to_model,
 )
+from stylelib.distributed import rank_part, world
 from stylelib.errors import check_int, check_number
 from stylelib.images import check_size
 from stylelib.profiles import pick_device, seeded
@@ -49,13 +50,17 @@ from stylelib.training_commands import (
 
 def denoising_loss(prior: PaintingPrior, images: torch.Tensor, seed: int) -> torch.Tensor:
     """DDPM's simple objective on ``[B, 3, H, W]`` images in [0, 1]: the mean squared error of
-    the predicted noise, at a uniformly random timestep per image (drawn from ``seed``)."""
+    the predicted noise, at a uniformly random timestep per image (drawn from ``seed``).
+    Under ``torchrun`` ``images`` is this rank's share of the global batch: timesteps and noise
+    are drawn for the whole batch and each rank keeps the rows of its images, so the run equals
+    one process's on any number of ranks."""
     generator = torch.Generator().manual_seed(seed)
     total = len(prior.schedule.alphas_cumprod)
-    drawn = torch.randint(total, (images.shape[0],), generator=generator)
-    t = as_timesteps(drawn.to(images.device))
+    whole = images.shape[0] * world().size
+    drawn = torch.randint(total, (whole,), generator=generator)
+    t = as_timesteps(rank_part(drawn).to(images.device))
     x0 = to_model(images)
-    noise = draw_noise(x0, generator)
+    noise = rank_part(draw_noise(x0.new_empty((whole, *x0.shape[1:])), generator))
     return F.mse_loss(prior(prior.schedule.add_noise(x0, noise, t), t), noise)
 
 
@@ -83,6 +88,7 @@ def train_prior(
     preview: int = 0,
     preview_every: int = 100,
     preview_steps: int = 25,
+    workers: int | None = None,
 ) -> TrainResult[PaintingPrior]:
     """Train a :class:`PaintingPrior` with DDPM's noise-prediction objective on painting crops.
 
@@ -94,8 +100,11 @@ def train_prior(
     ``steps`` in total: crops, timesteps and noise depend only on ``(seed, step)``, so a resumed
     run equals an uninterrupted one. ``minutes`` ends this call early once that much time has
     passed, with a checkpoint at the step reached (pass ``checkpoint``; the same call again
-    goes on from there). ``preview`` > 0 draws that many samples from fixed noise every
-    ``preview_every`` steps and at the end. The learning rate rises over ``warmup`` steps.
+    goes on from there). ``workers`` processes decode the paintings (default
+    :func:`~stylelib.data.default_workers`); under ``torchrun`` each process takes its share
+    of every batch (:mod:`stylelib.distributed`). ``preview`` > 0 draws that many samples
+    from fixed noise every ``preview_every`` steps and at the end. The learning rate rises over
+    ``warmup`` steps.
     """
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("checkpoint_every", checkpoint_every), ("preview_every", preview_every),
@@ -124,7 +133,9 @@ def train_prior(
     crops = PhotoCrops(files, size, seed, scale)
 
     def batches(done: int) -> Iterable[tuple[int, torch.Tensor]]:
-        return zip(itertools.count(done), batches_from(crops, batch_size, done, steps),
+        return zip(itertools.count(done),
+                   batches_from(crops, batch_size, done, steps,
+                                default_workers(dev) if workers is None else workers),
                    strict=False)
 
     def step(batch: tuple[int, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -153,22 +164,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("painting", nargs="?", default=PRIOR_PAINTING,
                         help=f"painting: a book image name ({PRIOR_PAINTING}) or an image file "
-                             "(its prior is then written beside the current folder's files)")
+                             "(its prior is then written beside the current folder's files); "
+                             "--paintings DIR trains on a whole folder instead")
     add_training_arguments(parser, steps=PRIOR_STEPS, size=32, batch_size=32, lr=2e-4,
-                           what="prior")
+                           what="prior", reads=("paintings",))
     parser.add_argument("--channels", default=",".join(map(str, PRIOR_CHANNELS)),
                         help=argparse.SUPPRESS)  # UNet widths; tests train a tiny one
     return parser
 
 
-def _painting(name: str) -> tuple[Path, str, Path]:
-    """The painting's file, its credit line, and where its prior goes by default (the current
-    folder for a reader's own file, ``stylelib/weights`` for a book image)."""
+def _paintings(name: str, folder: Path | None) -> tuple[list[Path], str, Path]:
+    """The painting files, their credit line, and where their prior goes by default (the
+    current folder for a reader's own file or ``--paintings`` folder, ``stylelib/weights`` for
+    a book image)."""
+    if folder is not None:
+        files = photo_files(folder, "paintings")
+        return (files, f"{len(files)} paintings of the folder {folder.name}: the reader's own",
+                Path(f"prior_{folder.name}.safetensors"))
     own = Path(name).expanduser()
     if own.is_file():
-        return own, f"{own.name}: the reader's own painting", Path(f"prior_{own.stem}.safetensors")
+        return ([own], f"{own.name}: the reader's own painting",
+                Path(f"prior_{own.stem}.safetensors"))
     asset = assets.resolve(name)
-    return (assets.fetch(name), f"{asset.name}: {asset.credit} ({asset.licence})",
+    return ([assets.fetch(name)], f"{asset.name}: {asset.credit} ({asset.licence})",
             prior_path(Path(asset.name).stem))
 
 
@@ -183,8 +201,9 @@ def _card(result: TrainResult[PaintingPrior], args: argparse.Namespace, credit: 
                  f"per block, {parameters / 1e6:.2f} M parameters), linear 1000-step schedule; "
                  "stylelib.diffusion.PaintingPrior, fp16",
         "painting": credit,
-        "data": f"random {args.size} px crops of this one painting resized to a long side of "
-                f"{args.scale} px",
+        "data": f"random {args.size} px crops of "
+                + ("these paintings, each" if args.paintings else "this one painting")
+                + f" resized to a long side of {args.scale} px",
         **run_fields(result, f"batch {args.batch_size}, lr {args.lr} (warm-up 100), seed "
                      f"{args.seed}", earlier, args.device),
         "loss": f"{final_losses(result.history, ['loss'], 100)['loss']:.4f} (noise-prediction "
@@ -196,7 +215,7 @@ def _card(result: TrainResult[PaintingPrior], args: argparse.Namespace, credit: 
 def main(argv: Sequence[str] | None = None) -> None:
     """Train (or resume) a painting prior on one painting and write its weights and model card."""
     args = _parser().parse_args(argv)
-    painting_file, credit, default_out = _painting(args.painting)
+    files, credit, default_out = _paintings(args.painting, args.paintings)
     out = weights_output(args.out, default_out)
     checkpoint = out.with_name(f"{out.stem}.checkpoint.safetensors")
     channels = tuple(int(c) for c in args.channels.split(","))
@@ -208,9 +227,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         prior = seeded(lambda: PaintingPrior(prior_unet(channels, 2, args.size,
                                                         math.gcd(32, *channels))), args.seed)
     result = train_prior(
-        [painting_file], steps=args.steps, prior=prior, size=args.size,
+        files, steps=args.steps, prior=prior, size=args.size,
         scale=args.scale, batch_size=args.batch_size, lr=args.lr, device=args.device,
         checkpoint=checkpoint, checkpoint_every=250, seed=args.seed, minutes=args.minutes,
+        workers=args.workers,
     )
     card = _card(result, args, credit, earlier)
-    publish(save_prior(result.net, out, card), card)
+    publish(lambda fields: save_prior(result.net, out, dict(fields)), card)

@@ -17,6 +17,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from stylelib.distributed import local_device
+
 T = TypeVar("T")
 PROFILE_ENV = "STYLELIB_PROFILE"
 DEVICE_ENV = "STYLELIB_DEVICE"
@@ -74,7 +76,8 @@ def get_profile(name: str | None = None) -> Profile:
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """Return the requested device, else ``$STYLELIB_DEVICE``, else CUDA, MPS or CPU."""
+    """Return the requested device, else ``$STYLELIB_DEVICE``, else CUDA, MPS or CPU (under
+    ``torchrun``, CUDA is the GPU of the process's local rank)."""
     chosen = name or os.environ.get(DEVICE_ENV)
     if chosen:
         where = "--device/argument" if name else f"${DEVICE_ENV}"
@@ -94,9 +97,9 @@ def pick_device(name: str | None = None) -> torch.device:
         if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
             raise ValueError(f"Device {chosen!r} (from {where}) does not exist: this machine has "
                              f"{torch.cuda.device_count()} CUDA device(s).")
-        return device
+        return local_device(device)
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return local_device(torch.device("cuda"))
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from stylelib.distributed import agree, average_gradients, join, same_start, wait, world
 from stylelib.errors import StoppedError, StylelibError, check_number
 from stylelib.files import save_safetensors, write_atomically
 from stylelib.weight_files import Net, WeightKind, cpu_state, load_state, read_safetensors
@@ -206,33 +207,39 @@ def _start(net: nn.Module, optimizer: torch.optim.Optimizer, plan: Plan) -> _Pro
 
 
 def _optimise(
-    optimizer: torch.optim.Optimizer, plan: Plan, progress: _Progress,
+    net: nn.Module, optimizer: torch.optim.Optimizer, plan: Plan, progress: _Progress,
     step: Callable[[Batch], tuple[torch.Tensor, dict[str, float]]], batch: Batch,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """One optimiser step on ``batch`` at the planned learning rate; its loss and loss parts.
+) -> float:
+    """One optimiser step on ``batch`` (this rank's share of the global batch, the gradients
+    averaged over the ranks) at the planned learning rate; its loss, averaged over the ranks.
     A loss that is not finite stops the run before the step can spoil the weights."""
     optimizer.zero_grad()
-    total, losses = step(batch)
+    total, parts = step(batch)
     total.backward()  # type: ignore[no-untyped-call]
-    progress.history.append(losses)
-    if not math.isfinite(float(total.detach())):
+    average_gradients(net)
+    loss, *values = agree([float(total.detach()), *parts.values()])
+    progress.history.append(dict(zip(parts, values, strict=True)))
+    if not math.isfinite(loss):
         raise _diverged(progress.done + 1, "loss", plan.checkpoint, progress.saved_at)
     for group in optimizer.param_groups:
         group["lr"] = plan.lr_at(progress.done + 1)
     optimizer.step()
     progress.done += 1
-    return total, losses
+    return loss
 
 
 def _save(path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, plan: Plan,
           progress: _Progress, started: float) -> None:
     """Checkpoint the step reached (this call began at ``started``), unless the weights have
-    diverged: a diverged network is never saved over a good checkpoint."""
+    diverged: a diverged network is never saved over a good checkpoint. Rank 0 writes it while
+    the other ranks (whose weights are the same) wait."""
     if not finite(net):
         raise _diverged(progress.done, "weights", path, progress.saved_at)
     elapsed = progress.seconds + time.perf_counter() - started
-    save_checkpoint(path, net, optimizer, progress.done, progress.history, elapsed,
-                    plan.settings)
+    if world().main:
+        save_checkpoint(path, net, optimizer, progress.done, progress.history, elapsed,
+                        plan.settings)
+    wait()
     progress.saved_at = progress.done
 
 
@@ -265,28 +272,37 @@ def fit(
     ``callback(step, losses, net)`` after each step, ``step`` counting the steps done. With
     ``plan.minutes`` the call ends early once that much time has passed, with a checkpoint at
     the step it reached, so the next call resumes there (a lent GPU's or Colab's time limit).
+    Under ``torchrun`` every rank runs this with its share of each batch
+    (:mod:`stylelib.distributed`); the history holds the losses averaged over the ranks.
     """
+    join(next(net.parameters()).device)
     progress = _start(net, optimizer, plan)
+    same_start(net)
     path = plan.checkpoint
     started = time.perf_counter()
     net.train()
+    main = world().main
     with tqdm(total=plan.steps, initial=progress.done, desc=plan.kind.network,
-              disable=not plan.progress, leave=False) as bar, stop_at_step_end() as interrupt:
+              disable=not plan.progress or not main, leave=False) as bar, \
+            stop_at_step_end() as interrupt:
         for batch in batches(progress.done):
-            total, losses = _optimise(optimizer, plan, progress, step, batch)
+            total = _optimise(net, optimizer, plan, progress, step, batch)
+            losses = progress.history[-1]
             done = progress.done
-            out_of_time = (plan.minutes is not None
-                           and time.perf_counter() - started >= plan.minutes * 60)
-            interrupted = interrupt.signum  # read once: the checkpoint below must cover it
+            # Read once, and agreed by all ranks: the checkpoint below must cover it.
+            late, signum = agree([float(plan.minutes is not None and time.perf_counter()
+                                        - started >= plan.minutes * 60),
+                                  float(interrupt.signum or 0)], largest=True)
+            out_of_time, interrupted = late > 0, int(signum) or None
             stop = out_of_time or interrupted is not None
             last = done == plan.steps or stop
             if path is not None and (done % plan.checkpoint_every == 0 or last):
                 _save(path, net, optimizer, plan, progress, started)
-            if preview is not None and (done % plan.preview_every == 0 or last):
+            if main and preview is not None and (done % plan.preview_every == 0 or last):
                 with torch.no_grad():
                     progress.previews[done] = preview()
             bar.update()
-            bar.set_postfix(loss=f"{float(total.detach()):.4g}")
+            bar.set_postfix(loss=f"{total:.4g}")
             if callback is not None:
                 callback(done, losses, net)
             if interrupted is not None and done < plan.steps:

@@ -6,24 +6,38 @@ and Markdown card they publish beside the weights.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from stylelib.data import photo_files
+from stylelib.distributed import world
 from stylelib.errors import StylelibError
 from stylelib.profiles import device_name, pick_device
 from stylelib.training import TrainResult
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size: int,
-                           batch_size: int, lr: float, what: str) -> None:
+                           batch_size: int, lr: float, what: str,
+                           reads: Sequence[str] = ()) -> None:
     """The options every training command shares (``python -m stylelib train
-    fast|adain|prior``), each with that command's defaults; ``what`` names the network trained."""
+    fast|adain|prior``), each with that command's defaults; ``what`` names the network trained,
+    ``reads`` the folders a reader may give instead of the course's collection ("photos",
+    "paintings")."""
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--size", type=int, default=size, help=f"crop side ({size})")
     parser.add_argument("--scale", type=int, default=256,
                         help="long side images are resized to before cropping (256)")
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"the global batch: under torchrun it is split over the processes "
+                             f"({batch_size})")
+    for folder in reads:
+        parser.add_argument(f"--{folder}", type=Path, default=None, metavar="DIR",
+                            help=f"a folder of your own {folder}, searched with its subfolders "
+                                 f"(JPEG, PNG, WebP; default: the course's collection)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes decoding images beside the training (default: 0 on "
+                             "the CPU, 4 on a GPU)")
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--seed", type=int, default=0,
                         help="crop order, noise and initial weights (0)")
@@ -43,6 +57,18 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
                         help="steps at the end over which the lr falls linearly to 0 (0)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast: faster on GPUs and CPUs with AVX-512 BF16")
+
+
+def images(folder: Path | None, collection: Callable[[], list[Path]], what: str) -> list[Path]:
+    """The images a command trains on: the reader's ``folder`` (``--photos``, ``--paintings``),
+    else the course's ``collection``."""
+    return photo_files(folder, what) if folder is not None else collection()
+
+
+def described(folder: Path | None, count: int, course: str, what: str) -> str:
+    """How a model card names the images a run read: the ``course`` collection's words, or the
+    reader's folder with the number of images found in it."""
+    return course if folder is None else f"{count} {what} of the folder {folder.name}"
 
 
 def schedule(args: argparse.Namespace) -> str:
@@ -70,7 +96,10 @@ def run_fields(result: TrainResult[Any], how: str, earlier: Mapping[str, str],
                device: str | None) -> dict[str, str]:
     """The model-card fields every training command writes: what ran (after what the card of
     an ``earlier`` run it started from says), on what hardware, for how long."""
-    hardware = device_name(pick_device(device))
+    ranks = world().size
+    hardware = device_name(pick_device(device)) + (
+        f" x {ranks} processes (torchrun), each with 1/{ranks} of every batch" if ranks > 1
+        else "")
     before = earlier.get("hardware", hardware)
     return {
         "training": (f"{earlier['training']}; then " if earlier else "")
@@ -88,9 +117,13 @@ def final_losses(history: list[dict[str, float]], keys: Iterable[str], last: int
     return {key: round(sum(step[key] for step in tail) / len(tail), 4) for key in keys}
 
 
-def publish(weights: Path, card: Mapping[str, str]) -> None:
-    """Write ``card`` as a Markdown model card beside ``weights`` (same name, ``.md``) and
-    print both: the training commands store the same fields in the weights' metadata."""
+def publish(write: Callable[[Mapping[str, str]], Path], card: Mapping[str, str]) -> None:
+    """On rank 0 only (one file however many ``torchrun`` processes trained): write the weights
+    with ``write(card)``, which returns their path, then ``card`` as a Markdown model card beside
+    them (same name, ``.md``), and print both; the weights' metadata holds the same fields."""
+    if not world().main:
+        return
+    weights = write(card)
     bullets = "".join(f"- **{key}**: {value}\n" for key, value in card.items())
     weights.with_suffix(".md").write_text(
         f"# Model card: {weights.name}\n\nThe same fields are stored in the file's metadata."

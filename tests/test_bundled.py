@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,23 @@ def test_training_command_writes_weights_with_a_card(mirror: Path, tmp_path: Pat
     assert out.with_name("tiny.checkpoint.safetensors").is_file()
     assert net.card["training"] in out.with_suffix(".md").read_text(encoding="utf-8")
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_training_command_takes_a_readers_painting_file_and_photo_folder(
+        mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A painting file (not a book image) trains a network written to the current folder, never
+    over a bundled one; ``--photos`` replaces the course's collection on the card."""
+    painting = tmp_path / "my_painting.jpg"
+    shutil.copy(mirror / "style" / "great_wave.jpg", painting)
+    photos = tmp_path / "holiday"
+    photos.mkdir()
+    for name in ("tubingen", "golden_gate"):
+        shutil.copy(mirror / "content" / f"{name}.jpg", photos / f"{name}.jpg")
+    monkeypatch.chdir(tmp_path)
+    bundled.main([str(painting), *TINY_RUN[1:], "--steps", "1", "--photos", str(photos)])
+    card = fast.load_weights(tmp_path / "fast_my_painting.safetensors").card
+    assert card["style"].startswith("my_painting.jpg: the reader's own painting, long side 32")
+    assert card["data"].startswith("2 photos of the folder holiday, resized to")
 
 
 def test_training_command_takes_johnsons_loss_and_names_it_in_the_card(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "stylelib"
 LAYERS = [
-    {"errors", "files", "colour", "profiles", "costs", "widgets", "result_cache"},
+    {"errors", "files", "colour", "distributed", "profiles", "costs", "widgets",
+     "result_cache"},
     {"assets", "weight_files", "images", "training"},
     {"backbones", "precision", "data", "training_commands", "training_views"},
     {"losses"},

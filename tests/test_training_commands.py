@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -58,10 +60,52 @@ def test_final_losses_average_the_last_steps() -> None:
 def test_publish_writes_the_card_beside_the_weights_and_prints_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights = tmp_path / "net.safetensors"
-    weights.write_bytes(bytes(2_000_000))
-    publish(weights, {"model": "toy", "time": "1 min"})
+    written: list[Mapping[str, str]] = []
+
+    def write(card: Mapping[str, str]) -> Path:
+        written.append(card)
+        weights.write_bytes(bytes(2_000_000))
+        return weights
+
+    publish(write, {"model": "toy", "time": "1 min"})
+    assert written == [{"model": "toy", "time": "1 min"}]
     bullets = "- **model**: toy\n- **time**: 1 min\n"
     assert weights.with_suffix(".md").read_text(encoding="utf-8") == (
         "# Model card: net.safetensors\n\nThe same fields are stored in the file's metadata."
         f"\n\n{bullets}")
     assert capsys.readouterr().out == f"wrote {weights} (2.0 MB) and its model card\n{bullets}"
+
+
+def test_publish_writes_nothing_on_a_rank_other_than_0(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    publish(lambda card: pytest.fail("rank 1 wrote weights"), {"model": "toy"})
+    assert list(tmp_path.iterdir()) == [] and capsys.readouterr().out == ""
+
+
+def test_the_decoder_and_prior_commands_read_a_readers_folders(
+        mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--photos`` and ``--paintings`` replace the course's collection, and the cards say so."""
+    from stylelib import adain_training, diffusion, prior_training
+    from stylelib.adain import load_decoder
+
+    folders = {"holiday": ("content", ["tubingen", "golden_gate"]),
+               "gallery": ("style", ["candy", "mosaic", "great_wave"])}
+    for name, (source, images) in folders.items():
+        for k, image in enumerate(images):
+            where = tmp_path / name / ("deeper" if k else "") / f"{image}.jpg"
+            where.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(mirror / source / f"{image}.jpg", where)
+    monkeypatch.chdir(tmp_path)
+    adain_training.main(["--steps", "1", "--batch-size", "1", "--size", "32", "--scale", "48",
+                         "--photos", "holiday", "--paintings", "gallery",
+                         "--out", "decoder.safetensors"])
+    data = load_decoder("decoder.safetensors").card["data"]
+    assert data.startswith("2 photos of the folder holiday, and 3 paintings of the folder gallery")
+    prior_training.main(["--paintings", "gallery", "--steps", "1", "--size", "16", "--scale",
+                         "24", "--batch-size", "2", "--channels", "8,8,8"])
+    card = diffusion.load_prior("prior_gallery.safetensors", "cpu").card
+    assert card["painting"] == "3 paintings of the folder gallery: the reader's own"
+    assert card["data"].startswith("random 16 px crops of these paintings, each resized")
