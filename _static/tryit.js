@@ -156,7 +156,10 @@
       const paintingBitmap = ownPainting ? await readFile(ownPainting, panel) : null;
 
       const listing = await fetch(new URL("manifest.json", BASE));
-      if (!listing.ok) throw new Error(`The networks are missing from this site (${listing.url}).`);
+      if (!listing.ok) {
+        throw new Error("This copy of the book was built without the networks (no " +
+                        `${listing.url}): read the chapter in the online book, or run it in Colab.`);
+      }
       const manifest = await listing.json();
       const runtimeFiles = manifest.runtime.files;
       const needed = [["onnxruntime-web " + manifest.runtime.version,

@@ -5,14 +5,17 @@ After an HTML build, :func:`build` exports the bundled feed-forward nets and the
 and decoder to ONNX, saves the panel's paintings, and vendors ``onnxruntime-web`` (fetched with
 ``npm pack`` at :data:`ORT_VERSION`), all under ``_static/tryit/``; ``manifest.json`` there maps
 each to its file (models and paintings named by content hash) and its size in bytes. Nothing is
-fetched from a CDN when the book is read. Exports are cached beside the build, keyed by the
-weights, torch and this file, so a rebuild costs seconds.
+fetched from a CDN when the book is read. The models store their weights in float16
+(:func:`store_half`), half the download. Exports are cached beside the build, keyed by torch and
+every file of stylelib, so a rebuild costs seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import shutil
 import subprocess
 import tarfile
@@ -20,13 +23,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import onnx
+import onnx.numpy_helper
 import torch
 from torch import nn
 
 from stylelib import adain, bundled, fast
 from stylelib.assets import credit_lines
 from stylelib.errors import StylelibError
+from stylelib.files import write_atomically
 from stylelib.images import MIN_SIDE, load_image, to_pil
+from stylelib.result_cache import package_digest
 from stylelib.tryit import PAINTING_SIDE, PAINTINGS
 
 if TYPE_CHECKING:
@@ -36,6 +44,11 @@ ORT_VERSION = "1.31.1"
 """The pinned ``onnxruntime-web`` release (npm) that runs the networks in the reader's browser."""
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 """Its WebAssembly build: the script, the module it imports and the binary (SIMD, threads)."""
+HALF_FROM = 1024
+"""Weights with at least this many numbers are stored as float16 (:func:`store_half`); the few
+small ones, biases and scales, stay float32, where a cast would cost more than it saves."""
+SKIP_ENV = "STYLELIB_TRYIT"
+"""Set to ``0`` to build the book without the panels' files (no npm needed)."""
 FOLDER = "tryit"
 """Where everything goes inside the site's ``_static``."""
 
@@ -90,17 +103,42 @@ def export_adain(model: adain.AdaIN, folder: Path) -> tuple[Path, Path]:
     return encoder_path, decoder_path
 
 
+def store_half(path: Path) -> Path:
+    """Rewrite the ONNX file ``path`` with its float32 weights stored as float16, each cast
+    back to float32 by a node at the graph's start: the download halves, and the arithmetic
+    stays float32 (the WebAssembly runtime has few float16 kernels). Lossless for the bundled
+    networks, whose weights are float16 files to begin with."""
+    model = onnx.load(path)
+    graph = model.graph
+    kept, casts = [], []
+    for tensor in graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT or math.prod(tensor.dims) < HALF_FROM:
+            kept.append(tensor)
+            continue
+        values = onnx.numpy_helper.to_array(tensor)
+        kept.append(onnx.numpy_helper.from_array(values.astype(np.float16), f"{tensor.name}.fp16"))
+        casts.append(onnx.helper.make_node("Cast", [f"{tensor.name}.fp16"], [tensor.name],
+                                           to=onnx.TensorProto.FLOAT))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = [*casts, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    write_atomically(path, lambda temporary: onnx.save(model, temporary))
+    return path
+
+
 def _digest(path: Path) -> str:
     """The file's sha256, in hex."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _cached(cache: Path, key_files: list[Path], make: Callable[[Path], object]) -> Path:
-    """The folder that ``make(folder)`` filled, reused while the files it depends on (and torch
-    and this module) are unchanged."""
-    key = hashlib.sha256(torch.__version__.encode())
-    for path in [*key_files, Path(__file__)]:
-        key.update(_digest(path).encode())
+def _cached(cache: Path, make: Callable[[Path], object]) -> Path:
+    """The folder that ``make(folder)`` filled, reused while stylelib (its code, bundled weights
+    and pinned checksums: :func:`~stylelib.result_cache.package_digest`) and torch are
+    unchanged."""
+    key = hashlib.sha256(f"{torch.__version__} {package_digest()}".encode())
     folder = cache / key.hexdigest()[:16]
     if not (folder / "done").is_file():
         shutil.rmtree(folder, ignore_errors=True)
@@ -131,7 +169,9 @@ def vendor_runtime(cache: Path, target: Path) -> dict[str, Any]:
         npm = shutil.which("npm")
         if npm is None:
             raise StylelibError(
-                "The book's try-it panels need npm to fetch onnxruntime-web: install Node.js.")
+                "The book's try-it panels need npm to fetch onnxruntime-web: install Node.js, "
+                f"or build without the panels' files by setting {SKIP_ENV}=0 (each panel then "
+                "says that this copy of the book lacks them).")
         packed = subprocess.run([npm, "pack", f"onnxruntime-web@{ORT_VERSION}", "--silent",
                                  "--pack-destination", str(cache)], capture_output=True, text=True)
         if packed.returncode != 0:
@@ -156,11 +196,12 @@ def build(static: Path, cache: Path) -> dict[str, Any]:
     shutil.rmtree(static, ignore_errors=True)
     static.mkdir(parents=True)
     styles = bundled.available()
-    nets = _cached(cache / "fast", [bundled.weights_path(s) for s in styles], lambda folder: [
-        fast.export_onnx(bundled.load(style), folder / f"fast_{style}.onnx") for style in styles])
-    coder = _cached(cache / "adain", [adain.weights_path()],
-                    lambda folder: export_adain(adain.pretrained(), folder))
-    pictures = _cached(cache / "paintings", [], _paintings)
+    nets = _cached(cache / "fast", lambda folder: [
+        store_half(fast.export_onnx(bundled.load(style), folder / f"fast_{style}.onnx"))
+        for style in styles])
+    coder = _cached(cache / "adain", lambda folder: [
+        store_half(path) for path in export_adain(adain.pretrained(), folder)])
+    pictures = _cached(cache / "paintings", _paintings)
     manifest = {
         "runtime": vendor_runtime(cache / "npm", static / f"onnxruntime-web-{ORT_VERSION}"),
         "fast": {style: _publish(nets / f"fast_{style}.onnx", static, f"fast_{style}")
@@ -175,8 +216,9 @@ def build(static: Path, cache: Path) -> dict[str, Any]:
 
 
 def _on_build_finished(app: Sphinx, exception: Exception | None) -> None:
-    """After a successful HTML build, add the panels' files to its ``_static``."""
-    if exception is None and app.builder.format == "html":
+    """After a successful HTML build, add the panels' files to its ``_static`` (unless
+    ``$STYLELIB_TRYIT`` is ``0``: a build on a machine without npm)."""
+    if exception is None and app.builder.format == "html" and os.environ.get(SKIP_ENV) != "0":
         outdir = Path(app.outdir)
         build(outdir / "_static" / FOLDER, outdir.parent / ".tryit_cache")
 

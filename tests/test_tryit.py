@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime
 import pytest
 import torch
 
-from stylelib import adain, bundled, tryit, tryit_build
+from stylelib import adain, bundled, fast, tryit, tryit_build
+from stylelib.errors import StylelibError
 
 
 def test_panels_offer_what_the_build_exports() -> None:
@@ -35,11 +37,13 @@ def test_panels_offer_what_the_build_exports() -> None:
 
 @pytest.mark.slow
 def test_adain_graphs_give_what_blend_renders(mirror: Path, tmp_path: Path) -> None:
-    """Encoder, then AdaIN + alpha mix + decoder, in ONNX Runtime: ``Blend.render``'s image."""
+    """Encoder, then AdaIN + alpha mix + decoder, in ONNX Runtime, weights stored in float16 as
+    the build ships them: ``Blend.render``'s image."""
     torch.manual_seed(0)
     model = adain.pretrained()
     photo, painting = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 40, 56)
-    encoder_path, decoder_path = tryit_build.export_adain(model, tmp_path)
+    encoder_path, decoder_path = (tryit_build.store_half(path)
+                                  for path in tryit_build.export_adain(model, tmp_path))
     encoder = onnxruntime.InferenceSession(encoder_path, providers=["CPUExecutionProvider"])
     decoder = onnxruntime.InferenceSession(decoder_path, providers=["CPUExecutionProvider"])
     content, style = (encoder.run(None, {"image": image.numpy()})[0] for image in (photo, painting))
@@ -51,3 +55,29 @@ def test_adain_graphs_give_what_blend_renders(mirror: Path, tmp_path: Path) -> N
         assert image.shape == expected.shape == (1, 3, 48, 64)
         assert float(expected.std()) > 0.02, "a flat picture would match anything"
         assert float((image - expected).abs().max()) < 1e-3, f"alpha {alpha}"
+
+
+def test_float16_storage_halves_a_net_and_keeps_its_picture(mirror: Path, tmp_path: Path) -> None:
+    """The bundled weights are float16 files, so storing them so loses nothing."""
+    net = bundled.load("great_wave")
+    full = fast.export_onnx(net, tmp_path / "full.onnx", size=64)
+    half = tryit_build.store_half(fast.export_onnx(net, tmp_path / "half.onnx", size=64))
+    assert 0.45 < half.stat().st_size / full.stat().st_size < 0.55
+    photo = torch.rand(1, 3, 48, 64).numpy()
+    pictures = [onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+                .run(None, {"image": photo})[0] for path in (full, half)]
+    assert float(np.abs(pictures[0]).mean()) > 0.05
+    np.testing.assert_allclose(pictures[1], pictures[0], rtol=0, atol=1e-5)
+
+
+def test_a_build_without_npm_can_skip_the_panels_files(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without npm the build stops with advice; following it, the build writes no panel files."""
+    monkeypatch.setattr(tryit_build.shutil, "which", lambda name: None)
+    with pytest.raises(StylelibError, match=r"install Node\.js, or build without the panels' "
+                                            r"files by setting STYLELIB_TRYIT=0"):
+        tryit_build.vendor_runtime(tmp_path / "cache", tmp_path / "static")
+    monkeypatch.setenv(tryit_build.SKIP_ENV, "0")
+    app = SimpleNamespace(builder=SimpleNamespace(format="html"), outdir=str(tmp_path / "html"))
+    tryit_build._on_build_finished(app, None)  # type: ignore[arg-type]
+    assert not (tmp_path / "html").exists() and not (tmp_path / ".tryit_cache").exists()
