@@ -160,8 +160,10 @@ def bench_sdedit(size: int, repeat: int, warmup: int, backbone: str | None, devi
 
 def bench_adain(size: int, repeat: int, warmup: int, backbone: str | None, device: str | None
                 ) -> list[tuple[str, str]]:
-    """AdaIN stylize() vs its bare network work (two encoder passes to relu4_1 and one decoder
-    pass), and one new alpha frame of the cached renderer vs one bare decoder pass."""
+    """AdaIN stylize() vs its bare float32 network work (two encoder passes to relu4_1 and one
+    decoder pass), and one new alpha frame of the cached renderer vs one bare decoder pass;
+    stylize runs in the precision :func:`~stylelib.precision.reduced` picks, so with bfloat16
+    the ratios fall below 1."""
     dev = pick_device(device)
     path = weights_path()
     if path.is_file():
@@ -192,8 +194,9 @@ def bench_adain(size: int, repeat: int, warmup: int, backbone: str | None, devic
     height, width = content.shape[-2:]
     return [
         ("setting", f"AdaIN, {model.encoder.backbone} encoder, {what}, {width}x{height} px, "
-                    f"{dev}, {torch.get_num_threads()} threads, median of {repeat} after "
-                    f"{warmup} warm-up"),
+                    f"{dev}, {torch.get_num_threads()} threads, stylize in "
+                    f"{describe(reduced(dev))}, bare passes in float32, median of {repeat} "
+                    f"after {warmup} warm-up"),
         ("stylize(model, content, style)",
          f"{styled.median * 1e3:.1f} ms (best {styled.best * 1e3:.1f})"),
         ("bare: 2 encoder passes to relu4_1 + 1 decoder pass",

@@ -109,13 +109,28 @@ def test_a_decoder_refuses_another_backbone() -> None:
 
 
 def test_alpha_zero_reconstructs_the_content_and_one_does_not(
-        model: AdaIN, photo: torch.Tensor, painting: torch.Tensor) -> None:
+        model: AdaIN, photo: torch.Tensor, painting: torch.Tensor,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STYLELIB_BF16", "0")  # exactly, in the precision of the passes below
     with torch.no_grad():
         reconstruction = model.decode(model.encode(photo)["relu4_1"], photo.shape[-2:])
     torch.testing.assert_close(stylize(model, photo, painting, alpha=0.0),
                                reconstruction.clamp(0, 1), rtol=0, atol=1e-6)
     styled = stylize(model, photo, painting, alpha=1.0)
     assert (styled - reconstruction.clamp(0, 1)).abs().mean() > 1e-3
+
+
+def test_bfloat16_passes_give_the_float32_picture_to_a_grey_level(
+        model: AdaIN, photo: torch.Tensor, painting: torch.Tensor,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the hardware has bfloat16 the encoder and decoder run in it; the features, their
+    statistics and the mix stay float32, so the picture moves by rounding only."""
+    pictures = []
+    for setting in ("0", "1"):
+        monkeypatch.setenv("STYLELIB_BF16", setting)
+        pictures.append(stylize(model, photo, painting, alpha=0.7))
+    assert pictures[1].dtype == torch.float32
+    assert 0 < float((pictures[1] - pictures[0]).abs().mean()) < 1 / 255
 
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan"), True])

@@ -195,7 +195,8 @@ def test_clear_messages(browser: Browser, server: str, photo_file: Path) -> None
 @pytest.mark.parametrize("side", [256, 512])
 def test_adain_panel_matches_pytorch(browser: Browser, server: str, photo_file: Path,
                                      adain_model: adain.AdaIN, side: int,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+                                     capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     page, requested = open_chapter(browser, server, "05_adain")
     try:
         assert press(page, photo_file, side, painting=STYLE) == "done", status(page)
@@ -211,6 +212,7 @@ def test_adain_panel_matches_pytorch(browser: Browser, server: str, photo_file: 
         page.close()
     assert max(photo.shape[-2:]) == side and photo.shape[-1] % 8 == photo.shape[-2] % 8 == 0
     assert any(PANEL_FILES in url and url.endswith(".onnx") for url in requested)
+    monkeypatch.setenv(precision.ENV, "0")  # the page computes in float32, and so must PyTorch
     blend = adain_model.prepare(photo, painting)
     errors = [difference(styled, blend.render(1.0)), difference(reconstruction, blend.render(0.0))]
     report(capsys, f"AdaIN {side} px ({photo.shape[-1]}x{photo.shape[-2]}): first paint "
