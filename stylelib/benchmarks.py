@@ -122,8 +122,9 @@ def bench_fast(size: int, repeat: int, warmup: int, backbone: str | None, device
 
 def bench_sdedit(size: int, repeat: int, warmup: int, backbone: str | None, device: str | None
                  ) -> list[tuple[str, str]]:
-    """SDEdit with the painting prior (strength 0.5 of 20 DDIM steps = 10 UNet calls) vs those
-    10 bare UNet calls (``backbone`` is unused). Imported here: diffusers takes seconds to load."""
+    """SDEdit with the painting prior (strength 0.5 of 20 DDIM steps = 10 UNet calls, in the
+    precision :func:`~stylelib.precision.reduced` picks) vs those 10 bare float32 UNet calls
+    (``backbone`` is unused). Imported here: diffusers takes seconds to load."""
     from stylelib.diffusion import PaintingPrior, pretrained, prior_path, sdedit
 
     dev = pick_device(device)
@@ -148,7 +149,8 @@ def bench_sdedit(size: int, repeat: int, warmup: int, backbone: str | None, devi
     return [
         ("setting", f"PaintingPrior ({what}, {sum(p.numel() for p in prior.parameters())} "
                     f"parameters), {width}x{height} px, {dev}, {torch.get_num_threads()} "
-                    f"threads, median of {repeat} after {warmup} warm-up"),
+                    f"threads, sdedit in {describe(reduced(dev))}, bare calls in float32, "
+                    f"median of {repeat} after {warmup} warm-up"),
         ("sdedit(prior, image, 0.5, steps=20)",
          f"{edited.median:.2f} s per image (best {edited.best:.2f})"),
         ("10 bare prior(x, t) calls under inference_mode",

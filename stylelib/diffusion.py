@@ -34,6 +34,7 @@ from torch import nn
 
 from stylelib.errors import StylelibError, check_int
 from stylelib.images import check_image, check_size, pad_to_multiple
+from stylelib.precision import autocast, reduced
 from stylelib.profiles import pick_device
 from stylelib.weight_files import WeightKind, load_state, read_safetensors, save_weights
 
@@ -230,9 +231,14 @@ def _denoise(
     prior: PaintingPrior, x: torch.Tensor, timesteps: torch.Tensor, scheduler: Scheduler,
     generator: torch.Generator, predictions: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Run the reverse process from ``x`` at ``timesteps[0]`` down through ``timesteps``."""
+    """Run the reverse process from ``x`` at ``timesteps[0]`` down through ``timesteps``: the
+    UNet in bfloat16 where the hardware has it (:func:`stylelib.precision.reduced`; 1.5x faster
+    a call on the book's CPU), the scheduler's arithmetic in ``x``'s precision."""
+    precision = reduced(x.device)
     for t in timesteps:
-        eps = prior(scheduler.scale_model_input(x, t), t.reshape(1).to(x.device))
+        with autocast(x.device, precision):
+            eps = prior(scheduler.scale_model_input(x, t), t.reshape(1).to(x.device))
+        eps = eps.to(x.dtype)
         x, clean = scheduler.step(eps, t, x, generator=generator, return_dict=False)
         if predictions is not None:
             predictions.append(to_pixels(clean))
