@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stylelib import assets, bench, methods
+from stylelib.colour import luminance_only
 from stylelib.errors import StylelibError, command
 from stylelib.files import same_file
 from stylelib.images import check_output, load_image, save_image
@@ -25,6 +26,8 @@ EXAMPLES = """examples:
   python -m stylelib stylize photo.jpg the_scream -o out.png --method fast --size 1024
   python -m stylelib stylize photo.jpg my_painting.jpg -o out.png --steps 300 --style-weight 30
   python -m stylelib stylize photo.jpg my_painting.jpg -o out.png --method adain --alpha 0.7
+  python -m stylelib stylize photo.jpg the_scream -o out.png --method fast --colour photo
+  python -m stylelib stylize photo.jpg starry_night -o out.png --init noise --seed 3
   python -m stylelib stylize photo.jpg starry_night -o out.png --method sdedit --strength 0.4
   python -m stylelib train fast starry_night --steps 2000 --minutes 60
   python -m stylelib bench gatys --size 256
@@ -50,9 +53,10 @@ def _check_options(args: argparse.Namespace, method: methods.Method) -> dict[str
         raise StylelibError(f"--size must be a positive integer, got {args.size}.")
     for name, option in taken.items():
         value = getattr(args, name)
-        if option.kind is int and value is not None and value < 1:
-            raise StylelibError(
-                f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
+        if option.kind is int and value is not None and value < option.minimum:
+            wanted = ("a positive integer" if option.minimum == 1
+                      else f"an integer >= {option.minimum}")
+            raise StylelibError(f"--{name.replace('_', '-')} must be {wanted}, got {value}.")
     return method.settings({name: getattr(args, name) for name in taken})
 
 
@@ -86,6 +90,8 @@ def _stylize(args: argparse.Namespace) -> None:
     painting = load_image(args.style, args.size, device=device) if method.reads_painting else None
     paint, _ = method.load(device, settings, progress=True)
     result = paint(content, painting, args.style)
+    if args.colour == "photo":
+        result = luminance_only(result, content)
     save_image(result, out)
     height, width = result.shape[-2:]
     print(f"{args.method}: wrote {out} ({width}x{height}) in {time.perf_counter() - started:.1f} s"
@@ -111,6 +117,9 @@ def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
             f"--{name.replace('_', '-')}", type=users[0][1].kind, default=None,
             help="; ".join(f"{m.name}: {o.help}" + ("" if o.default is None else f" ({o.default})")
                            for m, o in users))
+    stylize.add_argument("--colour", choices=("painting", "photo"), default="painting",
+                         help="photo: keep the photo's colours, every method (the result's "
+                              "luminance with the photo's chroma, Gatys et al. 2016)")
     stylize.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
     stylize.set_defaults(run=_stylize)
 

@@ -157,8 +157,8 @@ def _start_image(init: Init | torch.Tensor, previous: torch.Tensor | None,
     ``init`` (the content, noise from ``generator``, or a given image) at this level's size."""
     if previous is not None:
         return F.interpolate(previous, size=level_content.shape[-2:], mode="bilinear")
-    if isinstance(init, torch.Tensor):
-        return resize(check_image(init, "init"), side).to(level_content.device)
+    if isinstance(init, torch.Tensor):  # contiguous: L-BFGS views the pixels' gradient flat
+        return resize(check_image(init, "init"), side).to(level_content.device).contiguous()
     if init == "content":
         return level_content
     if init == "noise":

@@ -143,6 +143,14 @@ def resize(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=new, mode="bilinear", antialias=True, align_corners=False)
 
 
+def resize_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize to exactly ``size`` (height, width), antialiased: e.g. a start image to the
+    photo's shape, whatever its own."""
+    if tuple(image.shape[-2:]) == size:
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
 def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
     """Reflection-pad the bottom and right so both sides are multiples of ``multiple``.
 

@@ -19,7 +19,8 @@ import torch
 
 from stylelib import adain, benchmarks, bundled, fast, gatys
 from stylelib.costs import megabytes
-from stylelib.errors import StylelibError
+from stylelib.errors import StylelibError, check_number
+from stylelib.images import load_image, resize_to
 from stylelib.losses import PerceptualLoss
 from stylelib.profiles import Profile
 
@@ -50,10 +51,12 @@ class Option:
     """A method-specific setting: ``--name`` on the command line, with its meaning there."""
 
     name: str
-    kind: type[int] | type[float]
-    default: int | float | None
+    kind: type[int] | type[float] | type[str]
+    default: int | float | str | None
     help: str
     """What it does for this method, e.g. "L-BFGS steps"."""
+    minimum: int = 1
+    """The smallest value an ``int`` option takes (a seed may be 0)."""
 
 
 @dataclass(frozen=True)
@@ -157,15 +160,35 @@ def _is_weights(style: str) -> bool:
 # --------------------------------------------------------------------------- the book's methods
 
 
+INITS: dict[str, gatys.Init] = {"photo": "content", "noise": "noise"}
+"""``--init`` words and what :func:`stylelib.gatys.stylize` calls them; anything else is a file."""
+
+
 def _load_gatys(device: torch.device, settings: Settings, *, progress: bool = False
                 ) -> tuple[Painter, Size]:
     def paint(photo: torch.Tensor, painting: torch.Tensor | None, style: str) -> torch.Tensor:
         assert painting is not None
+        init = settings["init"]
+        height, width = photo.shape[-2:]
+        start: gatys.Init | torch.Tensor = (
+            INITS[init] if init in INITS
+            else resize_to(load_image(init, device=photo.device), (height, width)))
         return gatys.stylize(photo, painting, steps=settings["steps"],
-                             style_weight=settings["style_weight"], scales=settings["scales"],
-                             progress=progress).image
+                             style_weight=settings["style_weight"],
+                             content_weight=settings["content_weight"],
+                             tv_weight=settings["tv_weight"], init=start, seed=settings["seed"],
+                             scales=settings["scales"], progress=progress).image
 
     return paint, lambda: megabytes(PerceptualLoss())  # what each stylize call builds
+
+
+def _check_gatys(settings: Settings) -> None:
+    """Refuse weights below zero and an ``--init`` that is neither a word nor a file."""
+    for name in ("style_weight", "content_weight", "tv_weight"):
+        check_number(settings[name], f"--{name.replace('_', '-')}")
+    init = settings["init"]
+    if init not in INITS and not Path(init).expanduser().is_file():
+        raise StylelibError(f"--init {init}: no such file. Pass photo, noise or an image file.")
 
 
 def _describe_gatys(settings: Settings, size: int) -> str:
@@ -179,9 +202,14 @@ register(Method(
     summary="optimise, slow, any style",
     options=(Option("steps", int, 100, "L-BFGS steps"),
              Option("style_weight", float, 10.0, "style weight"),
+             Option("content_weight", float, 1.0, "content weight"),
+             Option("tv_weight", float, 0.0, "total-variation weight, against pixel noise"),
+             Option("init", str, "photo", "start from the photo, from noise, or an image file"),
+             Option("seed", int, 0, "the noise of --init noise", minimum=0),
              Option("scales", int, None, "coarse-to-fine levels, each twice the last (default: "
                     "1 up to 256 px, else from 128-255 px up: 3 at 512 px)")),
     for_profile=lambda profile: {"steps": profile.steps}, describe=_describe_gatys,
+    check=_check_gatys,
     benchmark=benchmarks.bench_gatys,
 ))
 
@@ -288,7 +316,7 @@ def _load_sdedit(device: torch.device, settings: Settings, *, progress: bool = F
         if style not in priors:
             priors[style] = _prior(style, device)
         result: torch.Tensor = _diffusion().sdedit(priors[style], photo, settings["strength"],
-                                                   steps=settings["steps"])
+                                                   steps=settings["steps"], seed=settings["seed"])
         return result
 
     return paint, lambda: megabytes(*priors.values()) / max(len(priors), 1)
@@ -299,7 +327,8 @@ register(Method(
     styles=lambda: (_diffusion().PRIOR_PAINTING,), reads_painting=False,
     summary="a painting prior",
     options=(Option("steps", int, 50, "denoising schedule"),
-             Option("strength", float, SDEDIT_STRENGTH, "0 keeps the photo, 1 starts from noise")),
+             Option("strength", float, SDEDIT_STRENGTH, "0 keeps the photo, 1 starts from noise"),
+             Option("seed", int, 0, "the noise added to the photo", minimum=0)),
     for_profile=lambda profile: {"steps": profile.denoise_steps, "strength": SDEDIT_STRENGTH},
     check=lambda settings: _diffusion().check_strength(settings["steps"], settings["strength"]),
     describe=lambda settings, size: f"SDEdit, painting prior (strength {settings['strength']})",

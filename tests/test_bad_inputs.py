@@ -162,7 +162,11 @@ CLI_ROWS: dict[str, tuple[Args, str]] = {
     "negative steps": (lambda s: ["tubingen", "starry_night", "--steps", "-5"],
                        "--steps must be a positive integer, got -5"),
     "NaN style weight": (lambda s: ["tubingen", "starry_night", "--style-weight", "nan"],
-                         "style_weight must be a finite number"),
+                         "--style-weight must be a finite number"),
+    "init file missing": (lambda s: ["tubingen", "starry_night", "--init", "gone.png"],
+                          "--init gone.png: no such file. Pass photo, noise or an image file."),
+    "seed below 0": (lambda s: ["tubingen", "starry_night", "--seed", "-2"],
+                     "--seed must be an integer >= 0, got -2"),
     "alpha above 1": (lambda s: ["tubingen", "starry_night", "--method", "adain", "--alpha", "2"],
                       "alpha must be in [0, 1], got 2.0"),
     "negative strength": (

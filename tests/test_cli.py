@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from stylelib import adain, gatys
 from stylelib.cli import main
+from stylelib.images import load_image
 
 
 @pytest.mark.parametrize(("method", "style", "extra"), [
@@ -118,7 +120,13 @@ def test_fast_accepts_a_trained_weights_file(mirror: Path, tmp_path: Path) -> No
     (["tubingen", "starry_night", "--steps", "-3"], "--steps must be a positive integer"),
     (["no_such_photo.jpg", "starry_night"], "no_such_photo.jpg"),
     (["tubingen", "mona_lisa", "--method", "fast"], "No bundled network for style 'mona_lisa'"),
-    (["tubingen", "starry_night", "--style-weight", "nan"], "style_weight must be a finite"),
+    (["tubingen", "starry_night", "--style-weight", "nan"], "--style-weight must be a finite"),
+    (["tubingen", "starry_night", "--tv-weight", "-1"], "--tv-weight must be a finite number >= 0"),
+    (["tubingen", "starry_night", "--init", "nowhere.png"],
+     "--init nowhere.png: no such file. Pass photo, noise or an image file."),
+    (["tubingen", "starry_night", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["tubingen", "the_scream", "--method", "fast", "--seed", "3"],
+     "--seed does not apply to --method fast (only to gatys and sdedit)"),
     (["tubingen", "starry_night", "--method", "adain", "--alpha", "1.5"],
      "alpha must be in [0, 1], got 1.5"),
     (["tubingen", "prior.safetensors", "--method", "sdedit", "--strength", "-0.1"],
@@ -232,3 +240,42 @@ def test_module_entry_point_shows_examples() -> None:
                            capture_output=True, text=True, check=True).stdout
     assert "python -m stylelib stylize photo.jpg starry_night -o out.png" in shown
     assert "--method {gatys,fast,adain,magenta,sdedit}" in shown
+
+
+def _pixels(path: Path) -> np.ndarray:
+    """An image file as ``[H, W, 3]`` floats in [0, 1]."""
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255
+
+
+@pytest.mark.parametrize("method", ["gatys", "fast", "adain", "magenta", "sdedit"])
+def test_colour_photo_keeps_the_photos_chroma_for_every_method(
+        mirror: Path, tmp_path: Path, method: str) -> None:
+    """``--colour photo``: the result's a and b in Lab are the photo's, its lightness is not."""
+    from skimage.color import rgb2lab
+
+    style = {"fast": "the_scream", "sdedit": "starry_night"}.get(method, "candy")
+    lab = {}
+    for colour in ("painting", "photo"):
+        out = tmp_path / f"{colour}.png"
+        assert main(["stylize", "tubingen", style, "-o", str(out), "--method", method, "--size",
+                     "32", "--colour", colour, *(["--steps", "3"] if method == "gatys" else [])
+                     ]) == 0
+        lab[colour] = rgb2lab(_pixels(out))
+    photo = rgb2lab(load_image("tubingen", 32)[0].permute(1, 2, 0).double().numpy())
+    off = {colour: float(np.abs(lab[colour][..., 1:] - photo[..., 1:]).mean()) for colour in lab}
+    assert off["photo"] < 3.0 < off["painting"], off
+    assert np.abs(lab["photo"][..., 0] - photo[..., 0]).mean() > 2.0  # the style's lightness
+
+
+def test_a_seed_gives_a_bit_identical_file_and_init_starts_from_a_file(
+        mirror: Path, tmp_path: Path) -> None:
+    base = ["stylize", "tubingen", "starry_night", "--size", "32", "--steps", "2"]
+    for name, seed in (("a.png", "3"), ("b.png", "3"), ("c.png", "4")):
+        assert main([*base, "--init", "noise", "--seed", seed, "-o", str(tmp_path / name)]) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "c.png").read_bytes()
+    for start, name in ((str(tmp_path / "c.png"), "from_c.png"), ("photo", "from_photo.png")):
+        assert main([*base[:-1], "1", "--init", start, "-o", str(tmp_path / name)]) == 0
+    c = _pixels(tmp_path / "c.png")
+    assert (np.abs(_pixels(tmp_path / "from_c.png") - c).mean()
+            < 0.5 * np.abs(_pixels(tmp_path / "from_photo.png") - c).mean())

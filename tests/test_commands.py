@@ -28,11 +28,12 @@ def _prose() -> dict[str, str]:
 
 def cited_commands() -> list[tuple[str, list[str]]]:
     """``(file, arguments after "python -m stylelib")`` for every command cited in inline code
-    (which may wrap across lines) or on a line of a code block, shell comments dropped."""
+    (which may wrap across lines) or on a line of a code block (a line ending in a backslash
+    goes on on the next, as in a shell), shell comments dropped."""
     found = []
     for name, text in _prose().items():
         spans = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
-        lines = [line for block in spans for line in block.splitlines()]
+        lines = [line for block in spans for line in block.replace("\\\n", " ").splitlines()]
         inline = re.findall(r"(?<!`)`([^`]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.S))
         for snippet in (*lines, *inline):
             command = " ".join(snippet.split()).split(" # ")[0]
