@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stylelib import assets, bench, methods
 from stylelib.colour import luminance_only
+from stylelib.data import photo_files
 from stylelib.errors import StylelibError, command
 from stylelib.files import same_file
 from stylelib.images import check_output, load_image, save_image
@@ -28,6 +29,7 @@ EXAMPLES = """examples:
   python -m stylelib stylize photo.jpg my_painting.jpg -o out.png --method adain --alpha 0.7
   python -m stylelib stylize photo.jpg the_scream -o out.png --method fast --colour photo
   python -m stylelib stylize photo.jpg starry_night -o out.png --init noise --seed 3
+  python -m stylelib stylize holiday/ the_scream -o holiday_styled --method fast
   python -m stylelib stylize photo.jpg starry_night -o out.png --method sdedit --strength 0.4
   python -m stylelib train fast starry_night --steps 2000 --minutes 60
   python -m stylelib bench gatys --size 256
@@ -72,30 +74,56 @@ def _where(source: str) -> list[Path]:
 
 
 def _stylize(args: argparse.Namespace) -> None:
-    """Check the output path and arguments, stylise, save atomically, report the time."""
+    """Check the output path and arguments, stylise, save atomically, report the time; a
+    folder of photos goes into a folder of results (see :func:`_jobs`)."""
     get_profile()  # an unknown $STYLELIB_PROFILE is an error here as in the notebooks
-    out = check_output(args.output)
+    method = methods.get(args.method)
+    settings = _check_options(args, method)
+    jobs = _jobs(args)
     for role in ("content", "style"):
         given = getattr(args, role)
-        if any(same_file(source, out) for source in _where(given)):
+        if any(same_file(source, out) for source in _where(given) for _, out in jobs):
             raise StylelibError(
                 f"-o {args.output} is the {role} image {given}: writing there would replace "
                 "it. Pick another output file name."
             )
-    method = methods.get(args.method)
-    settings = _check_options(args, method)
     device = pick_device(args.device)
-    content = load_image(args.content, args.size, device=device)
-    started = time.perf_counter()
+    todo = [(photo, out) for photo, out in jobs
+            if not (Path(args.content).is_dir() and out.exists())]
+    if len(todo) < len(jobs):
+        print(f"skipping {len(jobs) - len(todo)} photos whose result is already in {args.output}")
+    if not todo:
+        return
     painting = load_image(args.style, args.size, device=device) if method.reads_painting else None
     paint, _ = method.load(device, settings, progress=True)
-    result = paint(content, painting, args.style)
-    if args.colour == "photo":
-        result = luminance_only(result, content)
-    save_image(result, out)
-    height, width = result.shape[-2:]
-    print(f"{args.method}: wrote {out} ({width}x{height}) in {time.perf_counter() - started:.1f} s"
-          f" on {device}")
+    for photo, out in todo:
+        started = time.perf_counter()
+        content = load_image(photo, args.size, device=device)
+        result = paint(content, painting, args.style)
+        if args.colour == "photo":
+            result = luminance_only(result, content)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(result, out)
+        height, width = result.shape[-2:]
+        print(f"{args.method}: wrote {out} ({width}x{height}) in "
+              f"{time.perf_counter() - started:.1f} s on {device}")
+
+
+def _jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Each photo to stylise with the file its result goes to: CONTENT and ``-o``, or for a
+    folder CONTENT every image in it (and its subfolders) to ``-o``'s folder, same relative
+    path, ``.png``. A result already there is kept and skipped, so the same command after an
+    interruption goes on where it stopped."""
+    folder = Path(args.content).expanduser()
+    if not folder.is_dir():
+        return [(args.content, check_output(args.output))]
+    target = Path(args.output).expanduser()
+    if target.suffix or (target.exists() and not target.is_dir()):
+        raise StylelibError(
+            f"CONTENT {folder} is a folder, so -o must be a folder for the results, not "
+            f"{target}: e.g. -o {folder.name}_styled.")
+    return [(str(photo), target / photo.relative_to(folder).with_suffix(".png"))
+            for photo in photo_files(folder)]
 
 
 def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -104,9 +132,11 @@ def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "stylize", help="stylise one image", description="Stylise CONTENT like STYLE.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    stylize.add_argument("content", help="photo: file or book image name")
+    stylize.add_argument("content", help="photo: file, book image name, or a folder of photos "
+                                         "(then -o is a folder for the results)")
     stylize.add_argument("style", help="painting: file or book image name (see --method)")
-    stylize.add_argument("-o", "--output", required=True, help="output .png, .jpg or .webp")
+    stylize.add_argument("-o", "--output", required=True,
+                         help="output .png, .jpg or .webp (a folder for a folder of photos)")
     stylize.add_argument("--method", choices=list(methods.REGISTRY), default=methods.DEFAULT,
                          help=", ".join(f"{m.name} ({m.summary})"
                                         for m in methods.REGISTRY.values())

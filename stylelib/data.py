@@ -62,13 +62,13 @@ def photo_files(photos: Sequence[str | Path] | str | Path, what: str = "photos")
     if missing or not usable:
         found = "the folder holds no JPEG, PNG or WebP" if not files else "none is usable"
         raise StylelibError(
-            f"No {what} to train on: {missing[:3] or found}. "
+            f"No {what} to use: {missing[:3] or found}. "
             f"Pass a folder of {what} or a list of existing image files."
         )
     if len(usable) < len(files) and world().main:
         skipped = sorted(set(files) - set(usable))
         print(f"Skipped {len(skipped)} of {len(files)} {what} (not readable as images, or a "
-              f"side under {MIN_SIDE} px), e.g. {skipped[0]}; training on {len(usable)}.")
+              f"side under {MIN_SIDE} px), e.g. {skipped[0]}; using {len(usable)}.")
     return usable
 
 

@@ -160,7 +160,7 @@ def test_cooldown_lowers_the_last_steps_learning_rate(photos: list[Path], painti
 
 
 def test_paintings_must_be_there(photos: list[Path], tmp_path: Path) -> None:
-    with pytest.raises(StylelibError, match="No paintings to train on"):
+    with pytest.raises(StylelibError, match="No paintings to use"):
         train_decoder(photos, tmp_path, steps=1)
 
 

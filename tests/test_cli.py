@@ -279,3 +279,27 @@ def test_a_seed_gives_a_bit_identical_file_and_init_starts_from_a_file(
     c = _pixels(tmp_path / "c.png")
     assert (np.abs(_pixels(tmp_path / "from_c.png") - c).mean()
             < 0.5 * np.abs(_pixels(tmp_path / "from_photo.png") - c).mean())
+
+
+def test_a_folder_of_photos_goes_to_a_folder_and_a_rerun_skips_what_is_done(
+        mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = tmp_path / "holiday"
+    (photos / "day2").mkdir(parents=True)
+    shutil.copy(mirror / "content" / "tubingen.jpg", photos / "tubingen.jpg")
+    shutil.copy(mirror / "content" / "golden_gate.jpg", photos / "day2" / "golden_gate.jpg")
+    out = tmp_path / "styled"
+    argv = ["stylize", str(photos), "the_scream", "-o", str(out), "--method", "fast",
+            "--size", "32"]
+    assert main(argv) == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["day2/golden_gate.png", "tubingen.png"]
+    first = (out / "tubingen.png").stat().st_mtime_ns
+    (out / "day2" / "golden_gate.png").unlink()  # as if Ctrl-C had stopped the first run there
+    capsys.readouterr()
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert "skipping 1 photos whose result is already in" in said and said.count("wrote") == 1
+    assert (out / "tubingen.png").stat().st_mtime_ns == first
+    assert (out / "day2" / "golden_gate.png").is_file()
+    assert main([*argv[:4], str(tmp_path / "styled.png"), *argv[5:]]) == 2
+    assert "-o must be a folder for the results" in capsys.readouterr().err

@@ -86,12 +86,12 @@ def test_a_folder_is_read_with_its_subfolders_and_bad_files_are_skipped_with_a_c
     assert len(files) == 12
     assert any(p.parent.name == "nested" for p in files)
     said = capsys.readouterr().out
-    assert "Skipped 2 of 14 photos" in said and "training on 12" in said
+    assert "Skipped 2 of 14 photos" in said and "using 12" in said
     broken_only = tmp_path / "broken"
     broken_only.mkdir()
     shutil.copy(photos / "tiny.png", broken_only)
     shutil.copy(photos / "broken.jpg", broken_only)
-    with pytest.raises(StylelibError, match="No photos to train on: none is usable"):
+    with pytest.raises(StylelibError, match="No photos to use: none is usable"):
         photo_files(broken_only)
 
 
