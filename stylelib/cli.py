@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from stylelib import assets, bench, methods
 from stylelib.colour import luminance_only
 from stylelib.data import photo_files
@@ -94,11 +96,15 @@ def _stylize(args: argparse.Namespace) -> None:
         print(f"skipping {len(jobs) - len(todo)} photos whose result is already in {args.output}")
     if not todo:
         return
-    painting = load_image(args.style, args.size, device=device) if method.reads_painting else None
-    paint, _ = method.load(device, settings, progress=True)
+    painting: torch.Tensor | None = None
+    paint: methods.Painter | None = None
     for photo, out in todo:
         started = time.perf_counter()
         content = load_image(photo, args.size, device=device)
+        if paint is None:  # after the first photo, so a bad photo is the error reported first
+            if method.reads_painting:
+                painting = load_image(args.style, args.size, device=device)
+            paint, _ = method.load(device, settings, progress=True)
         result = paint(content, painting, args.style)
         if args.colour == "photo":
             result = luminance_only(result, content)

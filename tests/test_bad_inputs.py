@@ -111,8 +111,10 @@ Args = Callable[[Setup], list[str]]
 CLI_ROWS: dict[str, tuple[Args, str]] = {
     "missing file": (lambda s: [str(s.folder / "gone.jpg"), "starry_night"],
                      "No image file at"),
-    "directory instead of a file": (lambda s: [str(s.folder), "starry_night"],
-                                    "is a directory, not an image file"),
+    "directory instead of a painting": (lambda s: ["tubingen", str(s.folder)],
+                                        "is a directory, not an image file"),
+    "folder of photos into one file": (lambda s: [str(s.folder), "starry_night"],
+                                       "is a folder, so -o must be a folder for the results"),
     "non-image bytes": (lambda s: [str(s.folder / "notes.jpg"), "starry_night"]
                         if (s.folder / "notes.jpg").write_text("hello") else [],
                         "not an image PIL can read"),
