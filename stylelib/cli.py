@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ EXAMPLES = """examples:
   python -m stylelib stylize photo.jpg the_scream -o out.png --method fast --colour photo
   python -m stylelib stylize photo.jpg starry_night -o out.png --init noise --seed 3
   python -m stylelib stylize holiday/ the_scream -o holiday_styled --method fast
+  python -m stylelib stylize photo.jpg starry_night:0.7 the_scream:0.3 -o out.png --method adain
   python -m stylelib stylize photo.jpg starry_night -o out.png --method sdedit --strength 0.4
   python -m stylelib train fast starry_night --steps 2000 --minutes 60
   python -m stylelib bench gatys --size 256
@@ -81,9 +83,9 @@ def _stylize(args: argparse.Namespace) -> None:
     get_profile()  # an unknown $STYLELIB_PROFILE is an error here as in the notebooks
     method = methods.get(args.method)
     settings = _check_options(args, method)
+    styles = _styles(args.style, method)
     jobs = _jobs(args)
-    for role in ("content", "style"):
-        given = getattr(args, role)
+    for role, given in (("content", args.content), *(("style", s) for s, _ in styles)):
         if any(same_file(source, out) for source in _where(given) for _, out in jobs):
             raise StylelibError(
                 f"-o {args.output} is the {role} image {given}: writing there would replace "
@@ -96,16 +98,18 @@ def _stylize(args: argparse.Namespace) -> None:
         print(f"skipping {len(jobs) - len(todo)} photos whose result is already in {args.output}")
     if not todo:
         return
-    painting: torch.Tensor | None = None
+    painting: torch.Tensor | methods.Mix | None = None
     paint: methods.Painter | None = None
     for photo, out in todo:
         started = time.perf_counter()
         content = load_image(photo, args.size, device=device)
         if paint is None:  # after the first photo, so a bad photo is the error reported first
             if method.reads_painting:
-                painting = load_image(args.style, args.size, device=device)
+                pictures = [load_image(s, args.size, device=device) for s, _ in styles]
+                painting = (pictures[0] if len(styles) == 1 else
+                            methods.Mix(pictures, [weight for _, weight in styles]))
             paint, _ = method.load(device, settings, progress=True)
-        result = paint(content, painting, args.style)
+        result = paint(content, painting, styles[0][0])
         if args.colour == "photo":
             result = luminance_only(result, content)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +117,29 @@ def _stylize(args: argparse.Namespace) -> None:
         height, width = result.shape[-2:]
         print(f"{args.method}: wrote {out} ({width}x{height}) in "
               f"{time.perf_counter() - started:.1f} s on {device}")
+
+
+def _styles(given: Sequence[str], method: methods.Method) -> list[tuple[str, float]]:
+    """The paintings ``STYLE[:WEIGHT] ...`` names, their weights scaled to sum to 1 (equal
+    where none is given); several only for a method that blends them."""
+    styles = []
+    for item in given:
+        name, _, weight = item.rpartition(":")
+        try:
+            styles.append((name, float(weight)) if name else (item, 1.0))
+        except ValueError:  # a colon that is part of the name
+            styles.append((item, 1.0))
+    if len(styles) > 1 and not method.blends:
+        able = " or ".join(m.name for m in methods.REGISTRY.values() if m.blends)
+        raise StylelibError(
+            f"--method {method.name} paints one painting, not {len(styles)}: give one STYLE, "
+            f"or blend them with --method {able}.")
+    weights = [weight for _, weight in styles]
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise StylelibError(
+            f"Blend weights must be numbers >= 0, not all 0, got {weights}: e.g. "
+            "starry_night:0.7 the_scream:0.3.")
+    return [(name, weight / sum(weights)) for name, weight in styles]
 
 
 def _jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:
@@ -140,7 +167,10 @@ def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     stylize.add_argument("content", help="photo: file, book image name, or a folder of photos "
                                          "(then -o is a folder for the results)")
-    stylize.add_argument("style", help="painting: file or book image name (see --method)")
+    stylize.add_argument("style", nargs="+", metavar="STYLE[:WEIGHT]",
+                         help="painting: file or book image name (see --method); several, "
+                              "each with an optional weight, are blended by gatys, adain and "
+                              "magenta")
     stylize.add_argument("-o", "--output", required=True,
                          help="output .png, .jpg or .webp (a folder for a folder of photos)")
     stylize.add_argument("--method", choices=list(methods.REGISTRY), default=methods.DEFAULT,

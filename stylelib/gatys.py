@@ -168,8 +168,9 @@ def _start_image(init: Init | torch.Tensor, previous: torch.Tensor | None,
 
 def stylize(
     content: torch.Tensor,
-    style: torch.Tensor,
+    style: torch.Tensor | Sequence[torch.Tensor],
     *,
+    style_blend: Sequence[float] | None = None,
     steps: int = 100,
     content_weight: float = 1.0,
     style_weight: float = 10.0,
@@ -190,7 +191,9 @@ def stylize(
     """Optimise an image that has ``content``'s layout and ``style``'s textures.
 
     ``content`` and ``style`` are ``[1, 3, H, W]`` tensors in [0, 1] (see
-    :func:`stylelib.load_image`); the output has the content's size. ``scales > 1`` first solves
+    :func:`stylelib.load_image`); the output has the content's size. Several styles, with
+    ``style_blend`` weights (equal by default), give the texture between them: the weighted
+    mean of their Gram matrices is the target. ``scales > 1`` first solves
     at 1/2, 1/4, … of that size and upsamples each result as the next start (coarse to fine),
     which gives large outputs coherent large-scale structure; by default
     (:func:`default_scales`) outputs above 256 px are solved coarse to fine from 128-255 px.
@@ -206,8 +209,10 @@ def stylize(
     took then; with a ``callback`` the steps always run.
     """
     content = check_image(content, "content")
-    style = check_image(style, "style")
+    styles = ([check_image(style, "style")] if isinstance(style, torch.Tensor) else
+              [check_image(s, f"style[{k}]") for k, s in enumerate(style)])
     settings: dict[str, Any] = {
+        "style_blend": None if style_blend is None else [float(w) for w in style_blend],
         "steps": steps, "content_weight": content_weight, "style_weight": style_weight,
         "style_layers": style_layers, "content_layers": content_layers, "tv_weight": tv_weight,
         "optimizer": optimizer, "lr": lr, "init": init, "preserve_color": preserve_color,
@@ -217,17 +222,18 @@ def stylize(
     }
 
     def optimised() -> GatysResult:
-        return _stylize(content, style, **settings, progress=progress, callback=callback)
+        return _stylize(content, styles, **settings, progress=progress, callback=callback)
 
     if callback is not None:  # it sees every step, so the steps must run
         return optimised()
-    return remembered("gatys.stylize", optimised, content, style, settings, str(content.device))
+    return remembered("gatys.stylize", optimised, content, styles, settings, str(content.device))
 
 
 def _stylize(
     content: torch.Tensor,
-    style: torch.Tensor,
+    styles: list[torch.Tensor],
     *,
+    style_blend: Sequence[float] | None,
     steps: int,
     content_weight: float,
     style_weight: float,
@@ -248,7 +254,7 @@ def _stylize(
     """:func:`stylize`'s optimisation, every setting given (the result cache's computation)."""
     start = time.perf_counter()
     if preserve_color:
-        style = match_luminance(to_luminance(style), content)
+        styles = [match_luminance(to_luminance(style), content) for style in styles]
         target = to_luminance(content)
     else:
         target = content
@@ -263,9 +269,10 @@ def _stylize(
     history: list[dict[str, float]] = []
     for level, side in enumerate(_scales(full_side, levels)):
         level_content = resize(target, side)
-        style_side = max(MIN_SIDE, round(max(style.shape[-2:]) * side / full_side))
         loss.set_content(level_content)
-        loss.set_style(resize(style, style_side))
+        loss.set_style([resize(style, max(MIN_SIDE, round(max(style.shape[-2:]) * side
+                                                          / full_side))) for style in styles],
+                       style_blend)
         start_image = _start_image(init, image, level_content, side, generator)
         image, level_history = optimize(
             start_image, loss, steps=steps, optimizer=optimizer, lr=lr, progress=progress,

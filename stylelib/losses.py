@@ -177,10 +177,22 @@ class PerceptualLoss(nn.Module):
         self.content_targets = {k: features[k].detach() for k in self.content_layers}
 
     @torch.no_grad()
-    def set_style(self, image: torch.Tensor) -> None:
-        """Record the style image's Gram matrices at the style layers."""
-        features = self.features(image)
-        self.style_targets = {k: gram_matrix(features[k]).detach() for k in self.style_weights}
+    def set_style(self, image: torch.Tensor | Sequence[torch.Tensor],
+                  blend: Sequence[float] | None = None) -> None:
+        """Record the style image's Gram matrices at the style layers; for several images,
+        their mean weighted by ``blend`` (equal weights by default): one texture between them.
+        A Gram matrix is divided by the map's size, so paintings of any size mix evenly."""
+        images = [image] if isinstance(image, torch.Tensor) else list(image)
+        weights = [1 / len(images)] * len(images) if blend is None else list(blend)
+        if len(weights) != len(images):
+            raise StylelibError(f"Got {len(weights)} blend weights for {len(images)} styles.")
+        targets: dict[str, torch.Tensor] = {}
+        for picture, weight in zip(images, weights, strict=True):
+            features = self.features(picture)
+            for k in self.style_weights:
+                gram = weight * gram_matrix(features[k]).detach()
+                targets[k] = targets[k] + gram if k in targets else gram
+        self.style_targets = targets
 
     def forward(self, image: torch.Tensor) -> LossTerms:
         """Evaluate every term on ``image`` (one backbone pass)."""

@@ -24,10 +24,21 @@ from stylelib.images import load_image, resize_to
 from stylelib.losses import PerceptualLoss
 from stylelib.profiles import Profile
 
-Painter = Callable[[torch.Tensor, torch.Tensor | None, str], torch.Tensor]
+
+@dataclass(frozen=True)
+class Mix:
+    """Several paintings and their weights (summing to 1), for the methods that blend styles
+    (:attr:`Method.blends`)."""
+
+    paintings: list[torch.Tensor]
+    weights: list[float]
+
+
+Painter = Callable[[torch.Tensor, "torch.Tensor | Mix | None", str], torch.Tensor]
 """``painter(photo, painting, style)``: one stylised image. ``painting`` is the painting's
-pixels (``None`` for a method that does not read them); ``style`` is what the user named: a
-book image, a file, or for per-painting methods the trained weights to use."""
+pixels, a :class:`Mix` of several for a method that blends them, or ``None`` for a method that
+does not read them; ``style`` is what the user named: a book image, a file, or for per-painting
+methods the trained weights to use."""
 Settings = Mapping[str, Any]
 """A method's option values by name (every :attr:`Method.options` entry present)."""
 Benchmark = Callable[[int, int, int, str | None, str | None], list[tuple[str, str]]]
@@ -82,6 +93,8 @@ class Method:
     """The paintings it has trained weights for (``None``: any painting)."""
     reads_painting: bool = True
     """Whether it reads the painting's pixels (else STYLE only picks trained weights)."""
+    blends: bool = False
+    """Whether it paints a :class:`Mix` of several paintings."""
     summary: str = ""
     """A few words for ``--help``, e.g. "optimise, slow, any style"."""
     options: tuple[Option, ...] = ()
@@ -166,14 +179,17 @@ INITS: dict[str, gatys.Init] = {"photo": "content", "noise": "noise"}
 
 def _load_gatys(device: torch.device, settings: Settings, *, progress: bool = False
                 ) -> tuple[Painter, Size]:
-    def paint(photo: torch.Tensor, painting: torch.Tensor | None, style: str) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
+              ) -> torch.Tensor:
         assert painting is not None
+        styles, blend = ((painting.paintings, painting.weights) if isinstance(painting, Mix)
+                         else (painting, None))
         init = settings["init"]
         height, width = photo.shape[-2:]
         start: gatys.Init | torch.Tensor = (
             INITS[init] if init in INITS
             else resize_to(load_image(init, device=photo.device), (height, width)))
-        return gatys.stylize(photo, painting, steps=settings["steps"],
+        return gatys.stylize(photo, styles, style_blend=blend, steps=settings["steps"],
                              style_weight=settings["style_weight"],
                              content_weight=settings["content_weight"],
                              tv_weight=settings["tv_weight"], init=start, seed=settings["seed"],
@@ -199,7 +215,7 @@ def _describe_gatys(settings: Settings, size: int) -> str:
 
 register(Method(
     "gatys", "Gatys optimisation", "none: optimises every image", _load_gatys,
-    summary="optimise, slow, any style",
+    summary="optimise, slow, any style", blends=True,
     options=(Option("steps", int, 100, "L-BFGS steps"),
              Option("style_weight", float, 10.0, "style weight"),
              Option("content_weight", float, 1.0, "content weight"),
@@ -218,7 +234,8 @@ def _load_fast(device: torch.device, settings: Settings, *, progress: bool = Fal
                ) -> tuple[Painter, Size]:
     nets: dict[str, fast.TransformerNet] = {}
 
-    def paint(photo: torch.Tensor, painting: torch.Tensor | None, style: str) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
+              ) -> torch.Tensor:
         if style not in nets:
             nets[style] = (fast.load_weights(style).to(device) if _is_weights(style)
                            else bundled.load(style, device))
@@ -240,8 +257,12 @@ def _load_adain(device: torch.device, settings: Settings, *, progress: bool = Fa
                 ) -> tuple[Painter, Size]:
     model = adain.pretrained(device)
 
-    def paint(photo: torch.Tensor, painting: torch.Tensor | None, style: str) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
+              ) -> torch.Tensor:
         assert painting is not None
+        if isinstance(painting, Mix):  # the paper's interpolation of AdaIN targets
+            return adain.stylize(model, photo, painting.paintings, alpha=settings["alpha"],
+                                 style_weights=painting.weights)
         return adain.stylize(model, photo, painting, alpha=settings["alpha"])
 
     return paint, lambda: megabytes(model)
@@ -249,7 +270,7 @@ def _load_adain(device: torch.device, settings: Settings, *, progress: bool = Fa
 
 register(Method(
     "adain", "AdaIN (the book's decoder)", "one decoder for all paintings", _load_adain,
-    summary="one pass, any style",
+    summary="one pass, any style", blends=True,
     options=(Option("alpha", float, 1.0, "0 keeps the photo, 1 full style"),),
     check=lambda settings: adain.check_alpha(settings["alpha"]),
     benchmark=benchmarks.bench_adain,
@@ -268,8 +289,15 @@ def _load_magenta(device: torch.device, settings: Settings, *, progress: bool = 
                   ) -> tuple[Painter, Size]:
     stylizer = _magenta().load()
 
-    def paint(photo: torch.Tensor, painting: torch.Tensor | None, style: str) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
+              ) -> torch.Tensor:
         assert painting is not None
+        if isinstance(painting, Mix):  # the weighted mean of the style vectors
+            vector = sum(weight * stylizer.style_vector(picture)
+                         for picture, weight in zip(painting.paintings, painting.weights,
+                                                    strict=True))
+            mixed: torch.Tensor = stylizer.paint(photo, vector)
+            return mixed
         result: torch.Tensor = stylizer(photo, painting)
         return result
 
@@ -278,7 +306,7 @@ def _load_magenta(device: torch.device, settings: Settings, *, progress: bool = 
 
 register(Method(
     "magenta", "Magenta arbitrary network (pretrained, int8)", "none here: downloaded pretrained",
-    _load_magenta, summary="pretrained, one pass, any style",
+    _load_magenta, summary="pretrained, one pass, any style", blends=True,
 ))
 
 
@@ -312,7 +340,8 @@ def _load_sdedit(device: torch.device, settings: Settings, *, progress: bool = F
                  ) -> tuple[Painter, Size]:
     priors: dict[str, torch.nn.Module] = {}
 
-    def paint(photo: torch.Tensor, painting: torch.Tensor | None, style: str) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
+              ) -> torch.Tensor:
         if style not in priors:
             priors[style] = _prior(style, device)
         result: torch.Tensor = _diffusion().sdedit(priors[style], photo, settings["strength"],

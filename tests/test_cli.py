@@ -303,3 +303,31 @@ def test_a_folder_of_photos_goes_to_a_folder_and_a_rerun_skips_what_is_done(
     assert (out / "day2" / "golden_gate.png").is_file()
     assert main([*argv[:4], str(tmp_path / "styled.png"), *argv[5:]]) == 2
     assert "-o must be a folder for the results" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["gatys", "adain", "magenta"])
+def test_a_one_to_zero_blend_is_the_first_painting_and_an_even_one_is_neither(
+        mirror: Path, tmp_path: Path, method: str) -> None:
+    base = ["stylize", "tubingen", "--method", method, "--size", "32",
+            *(["--steps", "3"] if method == "gatys" else [])]
+    runs = {"alone": ["candy"], "one_zero": ["candy:1", "the_scream:0"],
+            "even": ["candy", "the_scream"], "other": ["the_scream"]}
+    for name, styles in runs.items():
+        assert main([*base[:2], *styles, "-o", str(tmp_path / f"{name}.png"), *base[2:]]) == 0
+    assert (tmp_path / "one_zero.png").read_bytes() == (tmp_path / "alone.png").read_bytes()
+    even = _pixels(tmp_path / "even.png")
+    for single in ("alone", "other"):
+        assert np.abs(even - _pixels(tmp_path / f"{single}.png")).mean() > 0.01
+
+
+def test_blends_are_refused_where_a_method_paints_one_painting(
+        mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.png"
+    assert main(["stylize", "tubingen", "the_scream", "great_wave", "-o", str(out),
+                 "--method", "fast"]) == 2
+    assert ("--method fast paints one painting, not 2: give one STYLE, or blend them with "
+            "--method gatys or adain or magenta") in capsys.readouterr().err
+    assert main(["stylize", "tubingen", "candy:0", "mosaic:0", "-o", str(out),
+                 "--method", "adain"]) == 2
+    assert "Blend weights must be numbers >= 0, not all 0" in capsys.readouterr().err
+    assert not out.exists()

@@ -196,6 +196,22 @@ def test_layer_weights_from_a_list_share_one(extractor: FeatureExtractor) -> Non
     assert PerceptualLoss(extractor=extractor, style_layers=mapping).style_weights == mapping
 
 
+def test_a_style_blend_targets_the_weighted_mean_of_the_gram_matrices(
+        extractor: FeatureExtractor) -> None:
+    torch.manual_seed(0)
+    first, second = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 24, 40)
+    loss = PerceptualLoss(extractor=extractor)
+    singles = []
+    for image in (first, second):
+        loss.set_style(image)
+        singles.append(loss.style_targets)
+    loss.set_style([first, second], [0.25, 0.75])
+    for layer, target in loss.style_targets.items():
+        torch.testing.assert_close(target, 0.25 * singles[0][layer] + 0.75 * singles[1][layer])
+    with pytest.raises(StylelibError, match="Got 1 blend weights for 2 styles"):
+        loss.set_style([first, second], [1.0])
+
+
 def test_extractor_must_compute_every_layer(extractor: FeatureExtractor) -> None:
     with pytest.raises(StylelibError, match=r"does not compute \['relu3_2'\]"):
         PerceptualLoss(extractor=extractor, content_layers=["relu3_2"])
