@@ -83,6 +83,7 @@ def _stylize(args: argparse.Namespace) -> None:
     get_profile()  # an unknown $STYLELIB_PROFILE is an error here as in the notebooks
     method = methods.get(args.method)
     settings = _check_options(args, method)
+    _check_snapshots(args.save_every, method)
     styles = _styles(args.style, method)
     jobs = _jobs(args)
     for role, given in (("content", args.content), *(("style", s) for s, _ in styles)):
@@ -109,7 +110,8 @@ def _stylize(args: argparse.Namespace) -> None:
                 painting = (pictures[0] if len(styles) == 1 else
                             methods.Mix(pictures, [weight for _, weight in styles]))
             paint, _ = method.load(device, settings, progress=True)
-        result = paint(content, painting, styles[0][0])
+        result = paint(content, painting, styles[0][0],
+                       on_step=_snapshots(out, args.save_every) if args.save_every else None)
         if args.colour == "photo":
             result = luminance_only(result, content)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,32 @@ def _stylize(args: argparse.Namespace) -> None:
         height, width = result.shape[-2:]
         print(f"{args.method}: wrote {out} ({width}x{height}) in "
               f"{time.perf_counter() - started:.1f} s on {device}")
+
+
+def _check_snapshots(every: int | None, method: methods.Method) -> None:
+    """Refuse ``--save-every`` below 1, or for a method without steps."""
+    if every is None:
+        return
+    if not method.steps:
+        able = " and ".join(m.name for m in methods.REGISTRY.values() if m.steps)
+        raise StylelibError(f"--save-every does not apply to --method {method.name} (only to "
+                            f"{able}): drop it, or choose that method.")
+    if every < 1:
+        raise StylelibError(f"--save-every must be a positive integer, got {every}.")
+
+
+def _snapshots(out: Path, every: int) -> methods.Step:
+    """Save every ``every``-th intermediate image beside ``out`` as ``OUT_00050.png`` …, named
+    so they sort in order (the steps counted across all scales of a coarse-to-fine run)."""
+    count = 0
+
+    def save(step: int, image: torch.Tensor) -> None:
+        nonlocal count
+        count += 1
+        if count % every == 0:
+            save_image(image, out.with_name(f"{out.stem}_{count:05d}{out.suffix}"))
+
+    return save
 
 
 def _styles(given: Sequence[str], method: methods.Method) -> list[tuple[str, float]]:
@@ -186,6 +214,9 @@ def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     stylize.add_argument("--colour", choices=("painting", "photo"), default="painting",
                          help="photo: keep the photo's colours, every method (the result's "
                               "luminance with the photo's chroma, Gatys et al. 2016)")
+    stylize.add_argument("--save-every", type=int, default=None, metavar="N",
+                         help="also save every N-th step's image beside -o, as OUT_00050.png "
+                              "and so on (gatys)")
     stylize.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
     stylize.set_defaults(run=_stylize)
 

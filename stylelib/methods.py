@@ -34,11 +34,19 @@ class Mix:
     weights: list[float]
 
 
-Painter = Callable[[torch.Tensor, "torch.Tensor | Mix | None", str], torch.Tensor]
-"""``painter(photo, painting, style)``: one stylised image. ``painting`` is the painting's
-pixels, a :class:`Mix` of several for a method that blends them, or ``None`` for a method that
-does not read them; ``style`` is what the user named: a book image, a file, or for per-painting
-methods the trained weights to use."""
+Step = Callable[[int, torch.Tensor], None]
+"""``on_step(step, image)``: called with the image after each step of a multi-step method."""
+
+
+class Painter(Protocol):
+    """``painter(photo, painting, style)``: one stylised image. ``painting`` is the painting's
+    pixels, a :class:`Mix` of several for a method that blends them, or ``None`` for a method
+    that does not read them; ``style`` is what the user named: a book image, a file, or for
+    per-painting methods the trained weights to use. ``on_step`` sees every intermediate image
+    of the methods that have steps (:attr:`Method.steps`)."""
+
+    def __call__(self, photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str, /,
+                 *, on_step: Step | None = None) -> torch.Tensor: ...
 Settings = Mapping[str, Any]
 """A method's option values by name (every :attr:`Method.options` entry present)."""
 Benchmark = Callable[[int, int, int, str | None, str | None], list[tuple[str, str]]]
@@ -95,6 +103,8 @@ class Method:
     """Whether it reads the painting's pixels (else STYLE only picks trained weights)."""
     blends: bool = False
     """Whether it paints a :class:`Mix` of several paintings."""
+    steps: bool = False
+    """Whether it improves an image step by step (its painter calls ``on_step``)."""
     summary: str = ""
     """A few words for ``--help``, e.g. "optimise, slow, any style"."""
     options: tuple[Option, ...] = ()
@@ -179,8 +189,8 @@ INITS: dict[str, gatys.Init] = {"photo": "content", "noise": "noise"}
 
 def _load_gatys(device: torch.device, settings: Settings, *, progress: bool = False
                 ) -> tuple[Painter, Size]:
-    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
-              ) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str, /,
+              *, on_step: Step | None = None) -> torch.Tensor:
         assert painting is not None
         styles, blend = ((painting.paintings, painting.weights) if isinstance(painting, Mix)
                          else (painting, None))
@@ -193,7 +203,8 @@ def _load_gatys(device: torch.device, settings: Settings, *, progress: bool = Fa
                              style_weight=settings["style_weight"],
                              content_weight=settings["content_weight"],
                              tv_weight=settings["tv_weight"], init=start, seed=settings["seed"],
-                             scales=settings["scales"], progress=progress).image
+                             scales=settings["scales"], progress=progress,
+                             callback=on_step).image
 
     return paint, lambda: megabytes(PerceptualLoss())  # what each stylize call builds
 
@@ -215,7 +226,7 @@ def _describe_gatys(settings: Settings, size: int) -> str:
 
 register(Method(
     "gatys", "Gatys optimisation", "none: optimises every image", _load_gatys,
-    summary="optimise, slow, any style", blends=True,
+    summary="optimise, slow, any style", blends=True, steps=True,
     options=(Option("steps", int, 100, "L-BFGS steps"),
              Option("style_weight", float, 10.0, "style weight"),
              Option("content_weight", float, 1.0, "content weight"),
@@ -234,8 +245,8 @@ def _load_fast(device: torch.device, settings: Settings, *, progress: bool = Fal
                ) -> tuple[Painter, Size]:
     nets: dict[str, fast.TransformerNet] = {}
 
-    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
-              ) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str, /,
+              *, on_step: Step | None = None) -> torch.Tensor:
         if style not in nets:
             nets[style] = (fast.load_weights(style).to(device) if _is_weights(style)
                            else bundled.load(style, device))
@@ -257,8 +268,8 @@ def _load_adain(device: torch.device, settings: Settings, *, progress: bool = Fa
                 ) -> tuple[Painter, Size]:
     model = adain.pretrained(device)
 
-    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
-              ) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str, /,
+              *, on_step: Step | None = None) -> torch.Tensor:
         assert painting is not None
         if isinstance(painting, Mix):  # the paper's interpolation of AdaIN targets
             return adain.stylize(model, photo, painting.paintings, alpha=settings["alpha"],
@@ -289,8 +300,8 @@ def _load_magenta(device: torch.device, settings: Settings, *, progress: bool = 
                   ) -> tuple[Painter, Size]:
     stylizer = _magenta().load()
 
-    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
-              ) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str, /,
+              *, on_step: Step | None = None) -> torch.Tensor:
         assert painting is not None
         if isinstance(painting, Mix):  # the weighted mean of the style vectors
             vector = sum(weight * stylizer.style_vector(picture)
@@ -340,8 +351,8 @@ def _load_sdedit(device: torch.device, settings: Settings, *, progress: bool = F
                  ) -> tuple[Painter, Size]:
     priors: dict[str, torch.nn.Module] = {}
 
-    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str
-              ) -> torch.Tensor:
+    def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str, /,
+              *, on_step: Step | None = None) -> torch.Tensor:
         if style not in priors:
             priors[style] = _prior(style, device)
         result: torch.Tensor = _diffusion().sdedit(priors[style], photo, settings["strength"],

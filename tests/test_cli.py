@@ -331,3 +331,17 @@ def test_blends_are_refused_where_a_method_paints_one_painting(
                  "--method", "adain"]) == 2
     assert "Blend weights must be numbers >= 0, not all 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_save_every_writes_sortable_intermediate_images(mirror: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.png"
+    assert main(["stylize", "tubingen", "starry_night", "-o", str(out), "--size", "32",
+                 "--steps", "6", "--save-every", "2"]) == 0
+    saved = sorted(p.name for p in tmp_path.glob("out_*.png"))
+    assert saved == ["out_00002.png", "out_00004.png", "out_00006.png"]
+    first, last = _pixels(tmp_path / saved[0]), _pixels(tmp_path / saved[-1])
+    assert np.abs(first - last).mean() > 0  # they are the steps, not one image thrice
+    assert main(["stylize", "tubingen", "the_scream", "-o", str(out), "--method", "fast",
+                 "--save-every", "2"]) == 2
+    assert "--save-every does not apply to --method fast (only to gatys)" in capsys.readouterr().err
