@@ -110,8 +110,9 @@ def _stylize(args: argparse.Namespace) -> None:
                 painting = (pictures[0] if len(styles) == 1 else
                             methods.Mix(pictures, [weight for _, weight in styles]))
             paint, _ = method.load(device, settings, progress=True)
-        result = paint(content, painting, styles[0][0],
-                       on_step=_snapshots(out, args.save_every) if args.save_every else None)
+        # on_step only when asked for: a reader's own painter need not take it (chapter 7).
+        snapshots = {"on_step": _snapshots(out, args.save_every)} if args.save_every else {}
+        result = paint(content, painting, styles[0][0], **snapshots)
         if args.colour == "photo":
             result = luminance_only(result, content)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,9 @@ from stylelib.images import load_image
 
 def _load_flip(device: torch.device, settings: methods.Settings, *, progress: bool = False
                ) -> tuple[methods.Painter, methods.Size]:
-    def paint(photo: torch.Tensor, painting: torch.Tensor | None, style: str) -> torch.Tensor:
-        assert painting is not None
+    def paint(photo: torch.Tensor, painting: torch.Tensor | methods.Mix | None, style: str, /,
+              *, on_step: methods.Step | None = None) -> torch.Tensor:
+        assert isinstance(painting, torch.Tensor)
         mixed = (1 - settings["mix"]) * photo.flip(-1) + settings["mix"] * painting.mean()
         return mixed.clamp(0, 1)
 
