@@ -31,6 +31,7 @@ from diffusers.models.unets.unet_2d import UNet2DModel
 from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import nn
+from tqdm import tqdm
 
 from stylelib.errors import StylelibError, check_int
 from stylelib.images import check_image, check_size, pad_to_multiple
@@ -230,12 +231,13 @@ class SDEditTrace:
 def _denoise(
     prior: PaintingPrior, x: torch.Tensor, timesteps: torch.Tensor, scheduler: Scheduler,
     generator: torch.Generator, predictions: list[torch.Tensor] | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Run the reverse process from ``x`` at ``timesteps[0]`` down through ``timesteps``: the
     UNet in bfloat16 where the hardware has it (:func:`stylelib.precision.reduced`; 1.5x faster
     a call on the book's CPU), the scheduler's arithmetic in ``x``'s precision."""
     precision = reduced(x.device)
-    for t in timesteps:
+    for t in tqdm(timesteps, desc="sdedit", disable=not progress, leave=False):
         with autocast(x.device, precision):
             eps = prior(scheduler.scale_model_input(x, t), t.reshape(1).to(x.device))
         eps = eps.to(x.dtype)
@@ -247,13 +249,14 @@ def _denoise(
 
 def sdedit_trace(
     prior: PaintingPrior, image: torch.Tensor, strength: float, steps: int = 50, seed: int = 0,
-    scheduler: Scheduler | None = None,
+    scheduler: Scheduler | None = None, progress: bool = False,
 ) -> SDEditTrace:
     """SDEdit ``image`` with ``prior``, keeping the noised start and every clean-image estimate.
 
     The image is reflection-padded to a multiple of ``prior.multiple`` and cropped back, so a
     prior trained on small crops restyles a photo of any size. ``scheduler`` defaults to
     ``prior.sampler()`` (DDIM); the same ``seed`` gives the same noise and the same result.
+    ``progress`` shows a bar with the time left.
     """
     image = check_image(image)
     scheduler = scheduler or prior.sampler()
@@ -267,7 +270,8 @@ def sdedit_trace(
     x0 = to_model(pad_to_multiple(image, prior.multiple)).to(device, dtype)
     x = scheduler.add_noise(x0, draw_noise(x0, generator), as_timesteps(timesteps[0]))
     predictions: list[torch.Tensor] = []
-    result = _denoise(prior, x, timesteps.to(device), scheduler, generator, predictions)
+    result = _denoise(prior, x, timesteps.to(device), scheduler, generator, predictions,
+                      progress)
 
     def back(y: torch.Tensor) -> torch.Tensor:
         return y[..., :height, :width].to(image.device, image.dtype)
@@ -278,10 +282,10 @@ def sdedit_trace(
 
 def sdedit(
     prior: PaintingPrior, image: torch.Tensor, strength: float, steps: int = 50, seed: int = 0,
-    scheduler: Scheduler | None = None,
+    scheduler: Scheduler | None = None, progress: bool = False,
 ) -> torch.Tensor:
     """The restyled ``[1, 3, H, W]`` image in [0, 1]; see :func:`sdedit_trace`."""
-    return sdedit_trace(prior, image, strength, steps, seed, scheduler).result
+    return sdedit_trace(prior, image, strength, steps, seed, scheduler, progress).result
 
 
 def sample(prior: PaintingPrior, n: int = 4, steps: int = 50, seed: int = 0,

@@ -356,7 +356,8 @@ def _load_sdedit(device: torch.device, settings: Settings, *, progress: bool = F
         if style not in priors:
             priors[style] = _prior(style, device)
         result: torch.Tensor = _diffusion().sdedit(priors[style], photo, settings["strength"],
-                                                   steps=settings["steps"], seed=settings["seed"])
+                                                   steps=settings["steps"], seed=settings["seed"],
+                                                   progress=progress)
         return result
 
     return paint, lambda: megabytes(*priors.values()) / max(len(priors), 1)
