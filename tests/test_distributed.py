@@ -190,4 +190,6 @@ def test_ten_thousand_images_train_in_the_memory_of_a_thousand(
         done = _run(["-c", script, *FAST_RUN[4:], "--photos", str(folder), "--out",
                      str(tmp_path / f"net{count}.safetensors")], mirror_dir)
         peaks.append(int(done.stdout.rsplit("peak ", 1)[1]))
+    print(f"peak RSS: {peaks[0] / 1e3:.0f} MB with 1,000 images, {peaks[1] / 1e3:.0f} MB with "
+          "10,000")
     assert peaks[1] < peaks[0] * 1.05 + 20_000  # kB: within 5 % and 20 MB
