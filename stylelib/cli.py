@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import torch
 from stylelib import assets, bench, methods
 from stylelib.colour import luminance_only
 from stylelib.data import photo_files
-from stylelib.errors import StylelibError, command
+from stylelib.errors import ImageError, StylelibError, check_blend, command
 from stylelib.files import same_file
 from stylelib.images import check_output, load_image, save_image
 from stylelib.profiles import get_profile, pick_device
@@ -93,17 +92,21 @@ def _stylize(args: argparse.Namespace) -> None:
                 "it. Pick another output file name."
             )
     device = pick_device(args.device)
-    todo = [(photo, out) for photo, out in jobs
-            if not (Path(args.content).is_dir() and out.exists())]
+    batch = Path(args.content).expanduser().is_dir()  # a folder of photos, as _jobs read it
+    todo = [(photo, out) for photo, out in jobs if not (batch and out.exists())]
     if len(todo) < len(jobs):
         print(f"skipping {len(jobs) - len(todo)} photos whose result is already in {args.output}")
-    if not todo:
-        return
     painting: torch.Tensor | methods.Mix | None = None
     paint: methods.Painter | None = None
     for photo, out in todo:
         started = time.perf_counter()
-        content = load_image(photo, args.size, device=device)
+        try:
+            content = load_image(photo, args.size, device=device)
+        except ImageError as error:
+            if not batch:
+                raise
+            print(f"skipping {photo}: {error}")  # one bad file must not stop a folder
+            continue
         if paint is None:  # after the first photo, so a bad photo is the error reported first
             if method.reads_painting:
                 pictures = [load_image(s, args.size, device=device) for s, _ in styles]
@@ -163,12 +166,8 @@ def _styles(given: Sequence[str], method: methods.Method) -> list[tuple[str, flo
         raise StylelibError(
             f"--method {method.name} paints one painting, not {len(styles)}: give one STYLE, "
             f"or blend them with --method {able}.")
-    weights = [weight for _, weight in styles]
-    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-        raise StylelibError(
-            f"Blend weights must be numbers >= 0, not all 0, got {weights}: e.g. "
-            "starry_night:0.7 the_scream:0.3.")
-    return [(name, weight / sum(weights)) for name, weight in styles]
+    weights = check_blend([weight for _, weight in styles], len(styles))
+    return [(name, weight) for (name, _), weight in zip(styles, weights, strict=True)]
 
 
 def _jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:
@@ -183,9 +182,20 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     if target.suffix or (target.exists() and not target.is_dir()):
         raise StylelibError(
             f"CONTENT {folder} is a folder, so -o must be a folder for the results, not "
-            f"{target}: e.g. -o {folder.name}_styled.")
-    return [(str(photo), target / photo.relative_to(folder).with_suffix(".png"))
+            f"{target}: e.g. -o {folder.resolve().name}_styled.")
+    if target.resolve().is_relative_to(folder.resolve()):
+        raise StylelibError(
+            f"-o {target} is inside CONTENT {folder}: its results would be read as photos on "
+            f"the next run. Put them beside it, e.g. -o {folder.resolve().name}_styled.")
+    jobs = [(str(photo), target / photo.relative_to(folder).with_suffix(".png"))
             for photo in photo_files(folder)]
+    taken: dict[Path, str] = {}
+    for photo, out in jobs:
+        if out in taken:
+            raise StylelibError(
+                f"{photo} and {taken[out]} would both be saved as {out}: rename one of them.")
+        taken[out] = photo
+    return jobs
 
 
 def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -50,9 +50,7 @@ def photo_files(photos: Sequence[str | Path] | str | Path, what: str = "photos")
     if isinstance(photos, str | Path):
         folder = Path(photos).expanduser()
         if not folder.is_dir():
-            raise StylelibError(
-                f"{what}={folder} is not a folder: pass a folder of {what} or a list of files."
-            )
+            raise StylelibError(f"{folder} is not a folder: pass a folder of {what}.")
         files = sorted(p for p in folder.rglob("*")
                        if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
     else:
@@ -60,7 +58,9 @@ def photo_files(photos: Sequence[str | Path] | str | Path, what: str = "photos")
     missing = [str(p) for p in files if not p.is_file()]
     usable = [p for p in files if p.is_file() and _usable(p)] if not missing else []
     if missing or not usable:
-        found = "the folder holds no JPEG, PNG or WebP" if not files else "none is usable"
+        found = ("the folder holds no JPEG, PNG or WebP" if not files else
+                 f"none of the {len(files)} files opens as an image at least {MIN_SIDE} px a "
+                 "side")
         raise StylelibError(
             f"No {what} to use: {missing[:3] or found}. "
             f"Pass a folder of {what} or a list of existing image files."
@@ -130,7 +130,9 @@ class PhotoCrops(Dataset[torch.Tensor]):
                 return load_image(path)
             except (ImageError, OSError) as error:
                 warnings.warn(f"skipping {path}: {error}", stacklevel=2)
-        raise StylelibError("None of the training images can be decoded: check the folder.")
+        raise StylelibError(
+            f"None of the {len(order)} training images can be decoded (the last tried: "
+            f"{path}): check that the folder holds whole JPEG, PNG or WebP files.")
 
 
 def default_workers(device: torch.device) -> int:

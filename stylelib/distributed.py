@@ -12,6 +12,7 @@ checkpoints, weights, cards and progress bars.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -49,13 +50,18 @@ def join(device: torch.device) -> World:
         if device.type == "cuda":
             torch.cuda.set_device(here.local_rank)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(dist.destroy_process_group)
     return here
 
 
 def local_device(device: torch.device) -> torch.device:
     """``device``; plain ``cuda`` under ``torchrun`` is the GPU of this process's local rank
     (one GPU per process)."""
-    if device.type == "cuda" and device.index is None and world().size > 1:
+    if device.type == "cuda" and world().size > 1:
+        if device.index is not None:
+            raise ValueError(
+                f"--device {device} under torchrun would put every process on one GPU: pass "
+                "--device cuda (each process then takes the GPU of its local rank).")
         return torch.device("cuda", world().local_rank)
     return device
 
@@ -85,6 +91,9 @@ def average_gradients(net: nn.Module) -> None:
     own backward, however many forward passes it made (the AdaIN decoder runs twice a step)."""
     if world().size == 1:
         return
+    for parameter in net.parameters():  # a weight this rank left unused still takes part
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)

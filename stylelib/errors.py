@@ -6,7 +6,7 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 class StylelibError(Exception):
@@ -48,6 +48,21 @@ def check_number(value: float, name: str, minimum: float = 0.0, *, strict: bool 
         bound = f"{'>' if strict else '>='} {minimum:g}"
         raise StylelibError(f"{name} must be a finite number {bound}, got {value!r}.")
     return value
+
+
+def check_blend(weights: Sequence[float] | None, count: int) -> list[float]:
+    """The weights of a blend of ``count`` styles scaled to sum to 1 (equal when ``None``),
+    after refusing a wrong count, a negative or non-finite weight, or all zeros."""
+    if weights is None:
+        return [1 / count] * count
+    values = [float(w) for w in weights]
+    if len(values) != count:
+        raise StylelibError(f"Got {len(values)} blend weights for {count} styles: pass one "
+                            "weight per style.")
+    if not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        raise StylelibError(f"Blend weights must be numbers >= 0, not all 0, got {values}: "
+                            "e.g. 0.7 and 0.3.")
+    return [w / sum(values) for w in values]
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from stylelib.backbones import FeatureExtractor
-from stylelib.errors import StylelibError, check_number
+from stylelib.errors import StylelibError, check_blend, check_number
 from stylelib.precision import autocast
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -180,12 +180,11 @@ class PerceptualLoss(nn.Module):
     def set_style(self, image: torch.Tensor | Sequence[torch.Tensor],
                   blend: Sequence[float] | None = None) -> None:
         """Record the style image's Gram matrices at the style layers; for several images,
-        their mean weighted by ``blend`` (equal weights by default): one texture between them.
+        their mean weighted by ``blend`` (scaled to sum to 1; equal by default): one texture
+        between them.
         A Gram matrix is divided by the map's size, so paintings of any size mix evenly."""
         images = [image] if isinstance(image, torch.Tensor) else list(image)
-        weights = [1 / len(images)] * len(images) if blend is None else list(blend)
-        if len(weights) != len(images):
-            raise StylelibError(f"Got {len(weights)} blend weights for {len(images)} styles.")
+        weights = check_blend(blend, len(images))
         targets: dict[str, torch.Tensor] = {}
         for picture, weight in zip(images, weights, strict=True):
             features = self.features(picture)

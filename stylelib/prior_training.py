@@ -35,7 +35,7 @@ from stylelib.diffusion import (
     to_model,
 )
 from stylelib.distributed import rank_part, world
-from stylelib.errors import check_int, check_number
+from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.images import check_size
 from stylelib.profiles import pick_device, seeded
 from stylelib.training import Plan, TrainResult, fit
@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"example: python -m stylelib train prior {PRIOR_PAINTING} "
                f"--steps {PRIOR_STEPS}",
     )
-    parser.add_argument("painting", nargs="?", default=PRIOR_PAINTING,
+    parser.add_argument("painting", nargs="?", default=None,
                         help=f"painting: a book image name ({PRIOR_PAINTING}) or an image file "
                              "(its prior is then written beside the current folder's files); "
                              "--paintings DIR trains on a whole folder instead")
@@ -173,14 +173,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _paintings(name: str, folder: Path | None) -> tuple[list[Path], str, Path]:
+def _paintings(name: str | None, folder: Path | None) -> tuple[list[Path], str, Path]:
     """The painting files, their credit line, and where their prior goes by default (the
     current folder for a reader's own file or ``--paintings`` folder, ``stylelib/weights`` for
     a book image)."""
     if folder is not None:
+        if name is not None:
+            raise StylelibError(f"Give one painting ({name}) or --paintings {folder}, not both.")
         files = photo_files(folder, "paintings")
-        return (files, f"{len(files)} paintings of the folder {folder.name}: the reader's own",
-                Path(f"prior_{folder.name}.safetensors"))
+        called = folder.expanduser().resolve().name
+        return (files, f"{len(files)} paintings of the folder {called}: the reader's own",
+                Path(f"prior_{called}.safetensors"))
+    name = name or PRIOR_PAINTING
     own = Path(name).expanduser()
     if own.is_file():
         return ([own], f"{own.name}: the reader's own painting",

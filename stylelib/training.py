@@ -252,6 +252,16 @@ def _stopped(signum: int, done: int, plan: Plan) -> StoppedError:
     return StoppedError(f"{name}: stopped after step {done} of {plan.steps}; {saved}.", signum)
 
 
+def _same_checkpoint(done: int, path: Path | None) -> None:
+    """Refuse, on every rank alike, a start where the ranks resumed different steps: each reads
+    the checkpoint itself, so on several machines it must be on a filesystem they share."""
+    if agree([float(done)]) != agree([float(done)], largest=True):
+        raise StylelibError(
+            f"The training processes found different checkpoints at {path} (this one: step "
+            f"{done}): put the checkpoint on a filesystem every machine shares, or copy it to "
+            "each, and run the same command again.")
+
+
 def fit(
     net: Net,
     optimizer: torch.optim.Optimizer,
@@ -277,6 +287,7 @@ def fit(
     """
     join(next(net.parameters()).device)
     progress = _start(net, optimizer, plan)
+    _same_checkpoint(progress.done, plan.checkpoint)
     same_start(net)
     path = plan.checkpoint
     started = time.perf_counter()

@@ -35,9 +35,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size:
         parser.add_argument(f"--{folder}", type=Path, default=None, metavar="DIR",
                             help=f"a folder of your own {folder}, searched with its subfolders "
                                  f"(JPEG, PNG, WebP; default: the course's collection)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes decoding images beside the training (default: 0 on "
-                             "the CPU, 4 on a GPU)")
+    parser.add_argument("--workers", type=_workers, default=None,
+                        help="processes decoding each stream of images beside the training "
+                             "(default: 0 on the CPU, 4 on a GPU)")
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--seed", type=int, default=0,
                         help="crop order, noise and initial weights (0)")
@@ -48,6 +48,13 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, steps: int, size:
                              "command again to go on")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=None, help="weights file (bundled path)")
+
+
+def _workers(text: str) -> int:
+    """``--workers``: a whole number from 0 up, refused when the command line is parsed."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +75,8 @@ def images(folder: Path | None, collection: Callable[[], list[Path]], what: str)
 def described(folder: Path | None, count: int, course: str, what: str) -> str:
     """How a model card names the images a run read: the ``course`` collection's words, or the
     reader's folder with the number of images found in it."""
-    return course if folder is None else f"{count} {what} of the folder {folder.name}"
+    return (course if folder is None
+            else f"{count} {what} of the folder {folder.expanduser().resolve().name}")
 
 
 def schedule(args: argparse.Namespace) -> str:

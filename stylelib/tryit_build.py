@@ -218,8 +218,11 @@ def build(static: Path, cache: Path) -> dict[str, Any]:
 def _on_build_finished(app: Sphinx, exception: Exception | None) -> None:
     """After a successful HTML build, add the panels' files to its ``_static`` (unless
     ``$STYLELIB_TRYIT`` is ``0``: a build on a machine without npm)."""
-    if exception is None and app.builder.format == "html" and os.environ.get(SKIP_ENV) != "0":
+    if exception is None and app.builder.format == "html":
         outdir = Path(app.outdir)
+        if os.environ.get(SKIP_ENV) == "0":  # no files of an earlier build may stay behind
+            shutil.rmtree(outdir / "_static" / FOLDER, ignore_errors=True)
+            return
         build(outdir / "_static" / FOLDER, outdir.parent / ".tryit_cache")
 
 

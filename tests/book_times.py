@@ -5,8 +5,9 @@ Usage (from the repository root): python tests/book_times.py [--profile book] [N
 
 Each notebook runs in a fresh kernel from its own folder, in the given profile, with nbclient
 (the engine under jupyter-book's execution); nbclient stamps every cell with when it started and
-ended. The shared result cache (``_build/.stylelib_results``) is used as in a build, so run it
-after ``rm -rf _build`` to measure a first build, and again to see what the cache saves.
+ended. The shared result cache (``_build/.stylelib_results``) is used as in a build (it is on
+once ``_build`` exists), so run it after ``rm -rf _build && mkdir _build`` to measure a first
+build, and again to see what the cache saves.
 """
 
 from __future__ import annotations

@@ -303,6 +303,17 @@ def test_a_folder_of_photos_goes_to_a_folder_and_a_rerun_skips_what_is_done(
     assert (out / "day2" / "golden_gate.png").is_file()
     assert main([*argv[:4], str(tmp_path / "styled.png"), *argv[5:]]) == 2
     assert "-o must be a folder for the results" in capsys.readouterr().err
+    assert main([*argv[:4], str(photos / "styled"), *argv[5:]]) == 2
+    assert "is inside CONTENT" in capsys.readouterr().err
+    shutil.copy(mirror / "content" / "amber.jpg", photos / "tubingen.png")
+    assert main(argv) == 2
+    assert "would both be saved as" in capsys.readouterr().err
+    (photos / "tubingen.png").unlink()
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 a cut download")  # passes no header check
+    (photos / "cut.jpg").write_bytes((photos / "tubingen.jpg").read_bytes()[:3000])
+    assert main([*argv[:4], str(tmp_path / "again"), *argv[5:]]) == 0
+    said = capsys.readouterr().out
+    assert "skipping" in said and "cut.jpg" in said and said.count("wrote") == 2
 
 
 @pytest.mark.parametrize("method", ["gatys", "adain", "magenta"])

@@ -208,7 +208,8 @@ def test_a_style_blend_targets_the_weighted_mean_of_the_gram_matrices(
     loss.set_style([first, second], [0.25, 0.75])
     for layer, target in loss.style_targets.items():
         torch.testing.assert_close(target, 0.25 * singles[0][layer] + 0.75 * singles[1][layer])
-    with pytest.raises(StylelibError, match="Got 1 blend weights for 2 styles"):
+    with pytest.raises(StylelibError,
+                       match="Got 1 blend weights for 2 styles: pass one weight per style"):
         loss.set_style([first, second], [1.0])
 
 

@@ -80,6 +80,9 @@ def test_a_build_without_npm_can_skip_the_panels_files(tmp_path: Path,
                                             r"files by setting STYLELIB_TRYIT=0"):
         tryit_build.vendor_runtime(tmp_path / "cache", tmp_path / "static")
     monkeypatch.setenv(tryit_build.SKIP_ENV, "0")
+    stale = tmp_path / "html" / "_static" / tryit_build.FOLDER
+    stale.mkdir(parents=True)
+    (stale / "manifest.json").write_text("{}")  # an earlier build's panels
     app = SimpleNamespace(builder=SimpleNamespace(format="html"), outdir=str(tmp_path / "html"))
     tryit_build._on_build_finished(app, None)  # type: ignore[arg-type]
-    assert not (tmp_path / "html").exists() and not (tmp_path / ".tryit_cache").exists()
+    assert not stale.exists() and not (tmp_path / ".tryit_cache").exists()
