@@ -172,7 +172,7 @@ def train_decoder(
                 checkpoint_every, settings, KIND, preview_every, progress, minutes, cooldown)
     batches = _crop_pairs(photo_list, painting_list, size=size, scale=scale,
                           batch_size=batch_size, steps=steps, seed=seed, recolour=recolour,
-                          workers=default_workers(dev) if workers is None else workers)
+                          workers=default_workers(dev, workers))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):

@@ -135,10 +135,12 @@ class PhotoCrops(Dataset[torch.Tensor]):
             f"{path}): check that the folder holds whole JPEG, PNG or WebP files.")
 
 
-def default_workers(device: torch.device) -> int:
-    """How many processes decode training images when the caller does not say: none on the
-    CPU, where each would take a core from the training itself; four beside a GPU, which
-    would otherwise wait for JPEG decoding."""
+def default_workers(device: torch.device, asked: int | None = None) -> int:
+    """How many processes decode training images: ``asked`` when the caller says, else none on
+    the CPU, where each would take a core from the training itself, and four beside a GPU,
+    which would otherwise wait for JPEG decoding."""
+    if asked is not None:
+        return asked
     return 4 if device.type == "cuda" else 0
 
 

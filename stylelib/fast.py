@@ -320,7 +320,7 @@ def train(
              else PhotoCrops(files, size, seed, scale))
     step = _perceptual_step(net, loss, dev, bf16)
     shown = preview
-    decoders = default_workers(dev) if workers is None else workers
+    decoders = default_workers(dev, workers)
     return fit(net, optimizer, plan,
                lambda done: batches_from(crops, batch_size, done, steps, decoders),
                _at_batch_scale(step, loss, targets) if scales else step, callback=callback,

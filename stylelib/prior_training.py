@@ -135,7 +135,7 @@ def train_prior(
     def batches(done: int) -> Iterable[tuple[int, torch.Tensor]]:
         return zip(itertools.count(done),
                    batches_from(crops, batch_size, done, steps,
-                                default_workers(dev) if workers is None else workers),
+                                default_workers(dev, workers)),
                    strict=False)
 
     def step(batch: tuple[int, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
