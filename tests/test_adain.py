@@ -17,6 +17,7 @@ import torch
 from stylelib import adain as adain_module
 from stylelib.adain import (
     ENCODER_LAYERS,
+    OVERLAP,
     AdaIN,
     Decoder,
     OriginalEncoder,
@@ -29,7 +30,10 @@ from stylelib.adain import (
 from stylelib.backbones import FeatureExtractor
 from stylelib.colour import match_colour
 from stylelib.errors import StylelibError
+from stylelib.images import load_image
 from stylelib.losses import mean_std
+from stylelib.metrics import psnr, seam_ratio
+from stylelib.tiles import layout
 
 HED = "vgg16-hed"
 
@@ -214,6 +218,26 @@ def test_bad_masks_are_refused(model: AdaIN, photo: torch.Tensor, painting: torc
         stylize(model, photo, styles, mask=[half])
     with pytest.raises(StylelibError, match="not both"):
         stylize(model, photo, styles, mask=[half, half], style_weights=[0.5, 0.5])
+
+
+def test_tiles_normalised_by_the_whole_photo_paint_the_untiled_picture(
+        model: AdaIN, mirror_dir: Path, painting: torch.Tensor,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two 272 px tiles of a 270x340 photo, two styles blended: the tiles share the whole
+    photo's relu4_1 statistics, so the result is the untiled one; a mask cannot be tiled."""
+    monkeypatch.setenv("STYLELIB_BF16", "0")
+    photo = load_image(mirror_dir / "content" / "tubingen.jpg", 340)[..., :270, :]
+    styles = [painting, painting.flip(-1)]
+    whole = stylize(model, photo, styles, alpha=0.8, style_weights=[0.3, 0.7])
+    tiled = stylize(model, photo, styles, alpha=0.8, style_weights=[0.3, 0.7], tile=272)
+    assert tiled.shape == photo.shape
+    assert psnr(tiled, whole) > 45
+    parts = layout(272, 344, 272, OVERLAP, 8)
+    assert seam_ratio(tiled, parts) == pytest.approx(seam_ratio(whole, parts), rel=0.02)
+    assert torch.equal(stylize(model, photo, styles, tile=340), stylize(model, photo, styles))
+    with pytest.raises(StylelibError, match="mask cannot be painted in tiles"):
+        stylize(model, photo, styles, mask=[torch.ones(270, 340), torch.zeros(270, 340)],
+                tile=272)
 
 
 def test_colour_matching_gives_the_style_the_photo_colours(photo: torch.Tensor,

@@ -18,6 +18,7 @@ from torch import nn
 
 from stylelib.errors import ImageError, StylelibError
 from stylelib.fast import (
+    OVERLAP,
     ResizeConv,
     TransformerNet,
     export_onnx,
@@ -28,6 +29,8 @@ from stylelib.fast import (
 )
 from stylelib.images import load_image, resize
 from stylelib.losses import LossTerms, PerceptualLoss
+from stylelib.metrics import psnr, seam_ratio
+from stylelib.tiles import layout
 
 HED = "vgg16-hed"
 
@@ -200,6 +203,24 @@ def test_stylize_returns_an_ordinary_tensor(net: TransformerNet, photo: torch.Te
     result.clamp_(0, 1)
     with pytest.raises(ImageError, match="one RGB image"):
         stylize(net, torch.rand(2, 3, 32, 32))
+
+
+def test_tiles_with_whole_image_norms_paint_the_untiled_picture(
+        net: TransformerNet, mirror_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 270x340 photo in two 272 px tiles (overlapping by 204 px): every instance
+    norm uses the whole photo's statistics, so the result is the untiled one, seam-free; with
+    each tile's own statistics (one tile's network alone) it would not be."""
+    monkeypatch.setenv("STYLELIB_BF16", "0")
+    photo = load_image(mirror_dir / "content" / "tubingen.jpg", 340)[..., :270, :]
+    whole = stylize(net, photo)
+    tiled = stylize(net, photo, 272)
+    assert tiled.shape == photo.shape and not tiled.is_inference()
+    assert psnr(tiled, whole) > 60
+    parts = layout(272, 340, 272, OVERLAP, 4)
+    assert seam_ratio(tiled, parts) == pytest.approx(seam_ratio(whole, parts), rel=0.01)
+    own_statistics = torch.cat([stylize(net, photo[..., :, :172]),
+                                stylize(net, photo[..., :, 172:])], -1)
+    assert psnr(own_statistics, whole) < psnr(tiled, whole) - 20
 
 
 def test_onnx_export_matches_pytorch(net: TransformerNet, tmp_path: Path,

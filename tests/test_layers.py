@@ -10,14 +10,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "stylelib"
 LAYERS = [
     {"errors", "files", "colour", "distributed", "profiles", "costs", "widgets",
-     "result_cache"},
+     "result_cache", "tiles"},
     {"assets", "weight_files", "images", "training"},
-    {"backbones", "precision", "data", "training_commands", "training_views"},
+    {"backbones", "precision", "data", "training_commands", "training_views", "upsampling"},
     {"losses"},
     {"gatys", "fast", "bundled", "adain", "adain_training", "adain_original", "diffusion",
      "prior_training", "stable_diffusion", "magenta", "gan"},
     {"metrics"},
-    {"benchmarks", "methods"},
+    {"benchmarks", "methods", "scaling"},
     {"comparison"},
     {"bench", "cli", "__init__", "__main__"},
     {"tryit", "tryit_build"},
