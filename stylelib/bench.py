@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
-from stylelib import comparison, methods
+from stylelib import comparison, methods, scaling
 from stylelib.errors import StylelibError
 from stylelib.metrics import markdown_table
 from stylelib.profiles import pick_device
+
+SCALE = "scale"
+"""``bench scale``: the cost of larger pictures (:mod:`stylelib.scaling`)."""
 
 
 def _compare(size: int, device: str | None, chosen: Sequence[str] | None,
@@ -39,17 +43,44 @@ def _compare(size: int, device: str | None, chosen: Sequence[str] | None,
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """``bench METHOD``'s options: which method, at what size, how often, on what."""
     timed = [name for name, m in methods.REGISTRY.items() if m.benchmark]
-    parser.add_argument("method", choices=timed, help="the method to time against its floor")
+    parser.add_argument("method", choices=[*timed, SCALE],
+                        help="the method to time against its floor, or scale: time and peak "
+                             "memory of the one-pass methods at --sizes")
     parser.add_argument("--size", type=int, default=256, help="long side in pixels (256)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs (5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (2)")
     parser.add_argument("--backbone", default=None,
                         help="a name in stylelib.backbones.SOURCES (default: the default one)")
     parser.add_argument("--device", default=None, help="cpu, cuda, … (default: auto)")
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(scaling.SIZES),
+                        help="scale: the long sides to paint (512 1024 2048 4096)")
+    parser.add_argument("--methods", nargs="+", default=list(scaling.METHODS),
+                        choices=list(methods.REGISTRY),
+                        help=f"scale: the methods ({' '.join(scaling.METHODS)})")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="scale: also draw time and memory against size to this .png")
+
+
+def _scale(args: argparse.Namespace) -> None:
+    """Print (and plot) each method's time and peak memory at each size."""
+    if any(size < 1 for size in args.sizes):
+        raise StylelibError(f"--sizes must be positive integers, got {args.sizes}.")
+    costs = []
+    for method in args.methods:
+        for size in args.sizes:
+            costs.append(scaling.measure(method, size))
+            print(f"  {method} {size} px: {costs[-1].seconds:.1f} s, "
+                  f"{costs[-1].peak_gb:.2f} GB", flush=True)
+    print(scaling.table(costs))
+    if args.plot is not None:
+        print(f"Saved {scaling.plot(costs, args.plot)}")
 
 
 def run_bench(args: argparse.Namespace) -> None:
     """Run one method's benchmark and print its rows."""
+    if args.method == SCALE:
+        _scale(args)
+        return
     if args.repeat < 1 or args.warmup < 0:
         raise StylelibError("--repeat must be >= 1 and --warmup >= 0.")
     benchmark = methods.get(args.method).benchmark

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import torch
 
-from stylelib import assets, bench, methods
+from stylelib import assets, bench, methods, upsampling
 from stylelib.colour import luminance_only
 from stylelib.data import photo_files
 from stylelib.errors import ImageError, StylelibError, check_blend, command
 from stylelib.files import same_file
-from stylelib.images import check_output, load_image, save_image
+from stylelib.images import check_output, load_image, resize, save_image
 from stylelib.profiles import get_profile, pick_device
+from stylelib.upsampling import guided_upsample, working_size
 
 EXAMPLES = """examples:
   python -m stylelib stylize photo.jpg starry_night -o out.png
@@ -91,6 +92,7 @@ def _stylize(args: argparse.Namespace) -> None:
                 f"-o {args.output} is the {role} image {given}: writing there would replace "
                 "it. Pick another output file name."
             )
+    work = _working_size(args, method)
     device = pick_device(args.device)
     batch = Path(args.content).expanduser().is_dir()  # a folder of photos, as _jobs read it
     todo = [(photo, out) for photo, out in jobs if not (batch and out.exists())]
@@ -109,13 +111,16 @@ def _stylize(args: argparse.Namespace) -> None:
             continue
         if paint is None:  # after the first photo, so a bad photo is the error reported first
             if method.reads_painting:
-                pictures = [load_image(s, args.size, device=device) for s, _ in styles]
+                pictures = [load_image(s, work, device=device) for s, _ in styles]
                 painting = (pictures[0] if len(styles) == 1 else
                             methods.Mix(pictures, [weight for _, weight in styles]))
             paint, _ = method.load(device, settings, progress=True)
         # on_step only when asked for: a reader's own painter need not take it (chapter 7).
         snapshots = {"on_step": _snapshots(out, args.save_every)} if args.save_every else {}
-        result = paint(content, painting, styles[0][0], **snapshots)
+        small = resize(content, work) if work < args.size else content
+        result = paint(small, painting, styles[0][0], **snapshots)
+        if work < args.size:
+            result = guided_upsample(result, content)
         if args.colour == "photo":
             result = luminance_only(result, content)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +128,18 @@ def _stylize(args: argparse.Namespace) -> None:
         height, width = result.shape[-2:]
         print(f"{args.method}: wrote {out} ({width}x{height}) in "
               f"{time.perf_counter() - started:.1f} s on {device}")
+
+
+def _working_size(args: argparse.Namespace, method: methods.Method) -> int:
+    """The long side the method paints at (see :mod:`stylelib.upsampling`); ``--style-scale``
+    refused for a method that paints at the print's size."""
+    if not method.upsamples:
+        if args.style_scale is not None:
+            able = " and ".join(m.name for m in methods.REGISTRY.values() if m.upsamples)
+            raise StylelibError(f"--style-scale does not apply to --method {method.name} (only "
+                                f"to {able}): drop it, or choose that method.")
+        return int(args.size)
+    return working_size(args.size, 1.0 if args.style_scale is None else args.style_scale)
 
 
 def _check_snapshots(every: int | None, method: methods.Method) -> None:
@@ -225,6 +242,12 @@ def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     stylize.add_argument("--colour", choices=("painting", "photo"), default="painting",
                          help="photo: keep the photo's colours, every method (the result's "
                               "luminance with the photo's chroma, Gatys et al. 2016)")
+    stylize.add_argument("--style-scale", type=float, default=None, metavar="S",
+                         help=f"size of the painting's marks: 1 paints them as at "
+                              f"{upsampling.WORKING} px at every larger --size, 2 twice as "
+                              "large, 0.25 a quarter (a larger print is painted at "
+                              f"{upsampling.WORKING} px / S and enlarged with the photo's "
+                              "detail); fast, adain, magenta")
     stylize.add_argument("--save-every", type=int, default=None, metavar="N",
                          help="also save every N-th step's image beside -o, as OUT_00050.png "
                               "and so on (gatys)")

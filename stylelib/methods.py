@@ -105,6 +105,10 @@ class Method:
     """Whether it paints a :class:`Mix` of several paintings."""
     steps: bool = False
     """Whether it improves an image step by step (its painter calls ``on_step``)."""
+    upsamples: bool = False
+    """Whether a print larger than its working size is painted at that size and carried up
+    (``--style-scale``, :mod:`stylelib.upsampling`): a one-pass network's marks have a fixed
+    size in pixels."""
     summary: str = ""
     """A few words for ``--help``, e.g. "optimise, slow, any style"."""
     options: tuple[Option, ...] = ()
@@ -183,6 +187,17 @@ def _is_weights(style: str) -> bool:
 # --------------------------------------------------------------------------- the book's methods
 
 
+TILE = 1024
+"""The one-pass methods paint larger images in tiles of this many pixels: at 4096 px memory
+then stays that of a 1024 px image."""
+
+
+def _tile(how: str) -> Option:
+    """The ``--tile`` option of a one-pass method; ``how`` says what keeps the tiles alike."""
+    return Option("tile", int, TILE, f"larger images go in overlapping tiles this big, {how}",
+                  minimum=512)
+
+
 INITS: dict[str, gatys.Init] = {"photo": "content", "noise": "noise"}
 """``--init`` words and what :func:`stylelib.gatys.stylize` calls them; anything else is a file."""
 
@@ -250,7 +265,7 @@ def _load_fast(device: torch.device, settings: Settings, *, progress: bool = Fal
         if style not in nets:
             nets[style] = (fast.load_weights(style).to(device) if _is_weights(style)
                            else bundled.load(style, device))
-        return fast.stylize(nets[style], photo)
+        return fast.stylize(nets[style], photo, settings["tile"], progress=progress)
 
     return paint, lambda: megabytes(*nets.values()) / max(len(nets), 1)
 
@@ -259,6 +274,8 @@ register(Method(
     "fast", "feed-forward network (Johnson et al.)", "one network per painting", _load_fast,
     styles=lambda: tuple(bundled.available()), reads_painting=False,
     summary="one pass, bundled styles or a trained .safetensors", benchmark=benchmarks.bench_fast,
+    upsamples=True,
+    options=(_tile("norms from the whole image"),),
     trainer=Trainer("fast", "a feed-forward network for one painting (chapter 4)",
                     "stylelib.bundled"),
 ))
@@ -273,16 +290,19 @@ def _load_adain(device: torch.device, settings: Settings, *, progress: bool = Fa
         assert painting is not None
         if isinstance(painting, Mix):  # the paper's interpolation of AdaIN targets
             return adain.stylize(model, photo, painting.paintings, alpha=settings["alpha"],
-                                 style_weights=painting.weights)
-        return adain.stylize(model, photo, painting, alpha=settings["alpha"])
+                                 style_weights=painting.weights, tile=settings["tile"],
+                                 progress=progress)
+        return adain.stylize(model, photo, painting, alpha=settings["alpha"],
+                             tile=settings["tile"], progress=progress)
 
     return paint, lambda: megabytes(model)
 
 
 register(Method(
     "adain", "AdaIN (the book's decoder)", "one decoder for all paintings", _load_adain,
-    summary="one pass, any style", blends=True,
-    options=(Option("alpha", float, 1.0, "0 keeps the photo, 1 full style"),),
+    summary="one pass, any style", blends=True, upsamples=True,
+    options=(Option("alpha", float, 1.0, "0 keeps the photo, 1 full style"),
+             _tile("statistics from the whole photo")),
     check=lambda settings: adain.check_alpha(settings["alpha"]),
     benchmark=benchmarks.bench_adain,
     trainer=Trainer("adain", "the AdaIN decoder, for any painting (chapter 5)",
@@ -303,13 +323,14 @@ def _load_magenta(device: torch.device, settings: Settings, *, progress: bool = 
     def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str, /,
               *, on_step: Step | None = None) -> torch.Tensor:
         assert painting is not None
-        if isinstance(painting, Mix):  # the weighted mean of the style vectors
-            vector = sum(weight * stylizer.style_vector(picture)
-                         for picture, weight in zip(painting.paintings, painting.weights,
-                                                    strict=True))
-            mixed: torch.Tensor = stylizer.paint(photo, vector)
-            return mixed
-        result: torch.Tensor = stylizer(photo, painting)
+        vector = (sum(weight * stylizer.style_vector(picture)  # the weighted mean
+                      for picture, weight in zip(painting.paintings, painting.weights,
+                                                 strict=True))
+                  if isinstance(painting, Mix) else stylizer.style_vector(painting))
+        result: torch.Tensor = (stylizer.paint(photo, vector)
+                                if max(photo.shape[-2:]) <= settings["tile"]
+                                else stylizer.paint_tiles(photo, vector, settings["tile"],
+                                                          progress=progress))
         return result
 
     return paint, lambda: float(stylizer.megabytes)
@@ -317,7 +338,8 @@ def _load_magenta(device: torch.device, settings: Settings, *, progress: bool = 
 
 register(Method(
     "magenta", "Magenta arbitrary network (pretrained, int8)", "none here: downloaded pretrained",
-    _load_magenta, summary="pretrained, one pass, any style", blends=True,
+    _load_magenta, summary="pretrained, one pass, any style", blends=True, upsamples=True,
+    options=(_tile("each with its own norms"),),
 ))
 
 

@@ -150,6 +150,17 @@ CLI_ROWS: dict[str, tuple[Args, str]] = {
         "--style-weight does not apply to --method magenta (only to gatys)"),
     "--strength for gatys": (lambda s: ["tubingen", "starry_night", "--strength", "0.3"],
                              "--strength does not apply to --method gatys (only to sdedit)"),
+    "--tile for gatys": (lambda s: ["tubingen", "starry_night", "--tile", "1024"],
+                         "--tile does not apply to --method gatys (only to fast and adain and "
+                         "magenta)"),
+    "--style-scale for gatys": (lambda s: ["tubingen", "starry_night", "--style-scale", "2"],
+                                "--style-scale does not apply to --method gatys (only to fast "
+                                "and adain and magenta)"),
+    "zero style scale": (lambda s: ["tubingen", "the_scream", "--method", "fast",
+                                    "--style-scale", "0"],
+                         "--style-scale must be a positive number, got 0.0"),
+    "tile too small": (lambda s: ["tubingen", "candy", "--method", "adain", "--tile", "100"],
+                       "--tile must be an integer >= 512, got 100"),
     "unknown --device": (lambda s: ["tubingen", "the_scream", "--method", "fast", "--device",
                                     "gpu"], "Unknown device 'gpu' (from --device/argument)"),
     "mps where there is none": (

@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stylelib import adain, gatys
+from stylelib import adain, gatys, upsampling
 from stylelib.cli import main
-from stylelib.images import load_image
+from stylelib.images import load_image, resize
+from stylelib.metrics import psnr
 
 
 @pytest.mark.parametrize(("method", "style", "extra"), [
@@ -265,6 +266,22 @@ def test_colour_photo_keeps_the_photos_chroma_for_every_method(
     off = {colour: float(np.abs(lab[colour][..., 1:] - photo[..., 1:]).mean()) for colour in lab}
     assert off["photo"] < 3.0 < off["painting"], off
     assert np.abs(lab["photo"][..., 0] - photo[..., 0]).mean() > 2.0  # the style's lightness
+
+
+def test_a_larger_print_keeps_the_marks_of_the_working_size_unless_style_scale_says(
+        mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a working size of 64 px: a 128 px print is the 64 px picture enlarged (with the
+    photo's detail), not a finer-grained picture; --style-scale 0.5 paints it at 128 px."""
+    monkeypatch.setattr(upsampling, "WORKING", 64)
+    base = ["stylize", "tubingen", "the_scream", "--method", "fast"]
+    for name, extra in (("work.png", ["--size", "64"]), ("print.png", ["--size", "128"]),
+                        ("fine.png", ["--size", "128", "--style-scale", "0.5"])):
+        assert main([*base, *extra, "-o", str(tmp_path / name)]) == 0
+    work, printed, fine = (torch.from_numpy(_pixels(tmp_path / n)).permute(2, 0, 1)[None].float()
+                           for n in ("work.png", "print.png", "fine.png"))
+    assert printed.shape == fine.shape and printed.shape[-1] == 128
+    assert psnr(resize(printed, 64), work) > 28
+    assert psnr(resize(fine, 64), work) < psnr(resize(printed, 64), work) - 5
 
 
 def test_a_seed_gives_a_bit_identical_file_and_init_starts_from_a_file(
