@@ -47,3 +47,25 @@ def test_bench_gatys_reports_float32_and_the_chosen_precision_against_bare_float
     assert "one Gatys evaluation, bfloat16 autocast (the default here)" in text
     ratio = text.split("bfloat16 autocast evaluation / bare float32 (medians; bests)")[1]
     assert float(ratio.split()[0].rstrip(";")) > 0
+
+
+def test_bench_scale_times_each_size_in_its_own_process_and_plots_it(
+        mirror: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each picture is its own process, so its peak memory is its own: the 96 px one holds at
+    least the interpreter and torch (over 0.1 GB), the larger one no less."""
+    plot = tmp_path / "scale.png"
+    assert main(["bench", "scale", "--methods", "fast", "--sizes", "32", "96",
+                 "--plot", str(plot)]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| fast")]
+    assert [row[1] for row in rows] == ["32", "96"]
+    seconds = [float(row[2]) for row in rows]
+    peaks = [float(row[3].rstrip(" |")) for row in rows]
+    assert all(s > 0 for s in seconds) and 0.1 < peaks[0] <= peaks[1] + 0.05
+    assert plot.stat().st_size > 10_000
+
+
+def test_bench_scale_refuses_a_size_below_one(mirror: Path, capsys: pytest.CaptureFixture[str]
+                                               ) -> None:
+    assert main(["bench", "scale", "--methods", "gatys", "--sizes", "0"]) == 2
+    assert "--sizes must be positive integers, got [0]" in capsys.readouterr().err

@@ -232,7 +232,7 @@ def test_one_parser_lists_every_command_and_every_trainer() -> None:
     trainers = shown("train", "--help")
     assert all(f"\n    {kind} " in trainers for kind in ("fast", "adain", "prior")), trainers
     assert shown("train", "fast", "--help").startswith("usage: python -m stylelib train fast ")
-    assert "{gatys,fast,adain,sdedit}" in shown("bench", "--help")
+    assert "{gatys,fast,adain,sdedit,scale}" in shown("bench", "--help")
     assert "--paintings" in shown("compare", "--help")
 
 
