@@ -2,9 +2,10 @@
 
 ``bench`` runs a method's benchmark (:mod:`stylelib.benchmarks`, found through the registry):
 its own cost against the bare network work it cannot avoid (for Gatys: one backbone forward +
-backward), so the ratio shows the overhead the library adds. ``compare`` prints chapter 7's
-table and each method against the reference pair by pair. Speed targets live in these
-benchmarks (their rows name them), never in unit tests.
+backward), so the ratio shows the overhead the library adds; ``bench scale`` times the one-pass
+methods from 512 to 4096 px with their peak memory (:mod:`stylelib.scaling`). ``compare``
+prints chapter 7's table and each method against the reference pair by pair. Speed targets live
+in these benchmarks (their rows name them), never in unit tests.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="+", default=list(scaling.METHODS),
                         choices=list(methods.REGISTRY),
                         help=f"scale: the methods ({' '.join(scaling.METHODS)})")
+    parser.add_argument("--style-scale", type=float, default=None, metavar="S",
+                        help="scale: paint every size with stylize's --style-scale S (e.g. "
+                             "0.25: a 4096 px picture painted at full size, in tiles)")
     parser.add_argument("--plot", type=Path, default=None,
                         help="scale: also draw time and memory against size to this .png")
 
@@ -68,7 +72,8 @@ def _scale(args: argparse.Namespace) -> None:
     costs = []
     for method in args.methods:
         for size in args.sizes:
-            costs.append(scaling.measure(method, size))
+            extra = [] if args.style_scale is None else ["--style-scale", str(args.style_scale)]
+            costs.append(scaling.measure(method, size, extra))
             print(f"  {method} {size} px: {costs[-1].seconds:.1f} s, "
                   f"{costs[-1].peak_gb:.2f} GB", flush=True)
     print(scaling.table(costs))
