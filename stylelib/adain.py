@@ -308,10 +308,10 @@ class AdaIN(nn.Module):
         if tile is None or max(image.shape[-2:]) <= tile:
             with torch.inference_mode():
                 return mean_std(self.features(image))
-        padded = pad_to_multiple(image, SCALE)
+        padded, parts = tiles.padded_layout(image, tile, OVERLAP, SCALE)
         whole = tiles.Statistics()
-        for part in tqdm(tiles.layout(padded.shape[-2], padded.shape[-1], tile, OVERLAP, SCALE),
-                         desc="statistics", unit="tile", disable=not progress, leave=False):
+        for part in tqdm(parts, desc="statistics", unit="tile", disable=not progress,
+                         leave=False):
             whole.add(self.features(part.window(padded)), part)
         return whole.mean_std()
 
@@ -331,9 +331,7 @@ class AdaIN(nn.Module):
         """:func:`stylize` of a photo larger than ``tile`` px, in overlapping tiles: the photo's
         relu4_1 statistics are gathered over the whole photo first (one encoder pass per
         tile), so every tile is normalised as the untiled photo is."""
-        height, width = content.shape[-2:]
-        padded = pad_to_multiple(content, SCALE)
-        photo = self.statistics(padded, tile, progress=progress)
+        photo = self.statistics(content, tile, progress=progress)
         style_statistics = self.style_statistics(styles, content, preserve_color, tile)
         device = self.device
 
@@ -345,10 +343,8 @@ class AdaIN(nn.Module):
             with torch.inference_mode(), autocast(device, reduced(device)):
                 return self.decode(mix(target, features, alpha)).float().clamp(0, 1)
 
-        parts = tiles.layout(padded.shape[-2], padded.shape[-1], tile, OVERLAP, SCALE)
-        painted = tiles.blend(paint, padded, tqdm(parts, desc="tiles", unit="tile",
-                                                  disable=not progress, leave=False))
-        return painted[..., :height, :width].contiguous().to(content.device)
+        return tiles.paint(paint, content, tile, OVERLAP, SCALE,
+                           progress=progress).to(content.device)
 
 
 def _on(weight: float | torch.Tensor, device: torch.device) -> float | torch.Tensor:

@@ -38,7 +38,7 @@ from stylelib.images import (
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
 from stylelib.precision import autocast, reduced
 from stylelib.profiles import pick_device, seeded
-from stylelib.tiles import blend_normalised, layout
+from stylelib.tiles import paint_normalised
 from stylelib.training import Plan, TrainResult, fit
 from stylelib.weight_files import WeightKind
 
@@ -348,7 +348,7 @@ def stylize(net: TransformerNet, image: torch.Tensor, tile: int | None = None, *
 
     With ``tile``, an image larger than ``tile`` px is painted in overlapping tiles of that
     size whose instance norms use the whole image's statistics
-    (:func:`stylelib.tiles.blend_normalised`): memory stays that of one tile, and the result
+    (:func:`stylelib.tiles.paint_normalised`): memory stays that of one tile, and the result
     matches the untiled one.
     """
     image = check_image(image)
@@ -362,10 +362,7 @@ def stylize(net: TransformerNet, image: torch.Tensor, tile: int | None = None, *
     height, width = image.shape[-2:]
     if tile is None or max(height, width) <= tile:
         return run(net, image).to(image.device, torch.float32, copy=True)
-    padded = pad_to_multiple(image, 4)
-    tiles = layout(padded.shape[-2], padded.shape[-1], tile, OVERLAP, 4)
-    painted = blend_normalised(run, net, padded, tiles, progress=progress)
-    return painted[..., :height, :width].contiguous().to(image.device)
+    return paint_normalised(run, net, image, tile, OVERLAP, 4, progress=progress).to(image.device)
 
 
 def export_onnx(net: TransformerNet, path: str | Path, size: int = 256) -> Path:

@@ -19,7 +19,6 @@ import onnx
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F  # noqa: N812
-from tqdm import tqdm
 
 from stylelib import assets, tiles
 from stylelib.images import check_image, pad_to_multiple
@@ -85,15 +84,11 @@ class Stylizer:
     def paint_tiles(self, content: torch.Tensor, vector: np.ndarray, tile: int, *,
                     progress: bool = False) -> torch.Tensor:
         """:meth:`paint` a photo larger than ``tile`` px in overlapping tiles of that size,
-        blended (:func:`stylelib.tiles.blend`), so memory stays that of one tile."""
+        blended (:func:`stylelib.tiles.paint`), so memory stays that of one tile."""
         content = check_image(content, "content")
-        height, width = content.shape[-2:]
-        padded = pad_to_multiple(content.float().cpu(), MULTIPLE)
-        parts = tiles.layout(padded.shape[-2], padded.shape[-1], tile, OVERLAP, MULTIPLE)
-        painted = tiles.blend(lambda window: self.paint(window, vector), padded,
-                              tqdm(parts, desc="tiles", unit="tile", disable=not progress,
-                                   leave=False))
-        return painted[..., :height, :width].clamp(0, 1).contiguous().to(content.device)
+        painted = tiles.paint(lambda window: self.paint(window, vector), content.float().cpu(),
+                              tile, OVERLAP, MULTIPLE, progress=progress)
+        return painted.clamp(0, 1).to(content.device)
 
     def __call__(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Paint ``content`` in the manner of ``style`` (both ``[1, 3, H, W]`` in [0, 1])."""

@@ -10,9 +10,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "stylelib"
 LAYERS = [
     {"errors", "files", "colour", "distributed", "profiles", "costs", "widgets",
-     "result_cache", "tiles"},
+     "result_cache"},
     {"assets", "weight_files", "images", "training"},
-    {"backbones", "precision", "data", "training_commands", "training_views", "upsampling"},
+    {"backbones", "precision", "data", "training_commands", "training_views", "upsampling",
+     "tiles"},
     {"losses"},
     {"gatys", "fast", "bundled", "adain", "adain_training", "adain_original", "diffusion",
      "prior_training", "stable_diffusion", "magenta", "gan"},
