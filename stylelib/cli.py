@@ -1,5 +1,5 @@
-"""``python -m stylelib``: stylise an image from the shell with any of the book's methods, train
-the networks they need, time them, or compare them.
+"""``python -m stylelib``: stylise an image or a video from the shell with any of the book's
+methods, train the networks they need, time them, or compare them.
 
 Every argument is checked before any work starts; a bad one ends the command with one line on
 stderr (exit status 2) and no output file.
@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from stylelib import assets, bench, methods, upsampling
+from stylelib import assets, bench, methods, motion, upsampling, video
 from stylelib.colour import luminance_only
 from stylelib.data import photo_files
-from stylelib.errors import ImageError, StylelibError, check_blend, command
+from stylelib.errors import ImageError, StoppedError, StylelibError, check_blend, command
 from stylelib.files import same_file
-from stylelib.images import check_output, load_image, resize, save_image
+from stylelib.images import check_output, check_size, load_image, resize, save_image
 from stylelib.profiles import get_profile, pick_device
 from stylelib.upsampling import guided_upsample, working_size
 
@@ -55,7 +57,7 @@ def _check_options(args: argparse.Namespace, method: methods.Method) -> dict[str
                 f"--{name.replace('_', '-')} does not apply to --method {method.name} (only to "
                 f"{' and '.join(m.name for m, _ in users)}): drop it, or choose that method."
             )
-    if args.size < 1:
+    if args.size is not None and args.size < 1:
         raise StylelibError(f"--size must be a positive integer, got {args.size}.")
     for name, option in taken.items():
         value = getattr(args, name)
@@ -229,16 +231,8 @@ def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                               "magenta")
     stylize.add_argument("-o", "--output", required=True,
                          help="output .png, .jpg or .webp (a folder for a folder of photos)")
-    stylize.add_argument("--method", choices=list(methods.REGISTRY), default=methods.DEFAULT,
-                         help=", ".join(f"{m.name} ({m.summary})"
-                                        for m in methods.REGISTRY.values())
-                         + f"; default {methods.DEFAULT}")
+    _add_method_arguments(stylize, methods.DEFAULT)
     stylize.add_argument("--size", type=int, default=512, help="long side in pixels (512)")
-    for name, users in methods.options().items():
-        stylize.add_argument(
-            f"--{name.replace('_', '-')}", type=users[0][1].kind, default=None,
-            help="; ".join(f"{m.name}: {o.help}" + ("" if o.default is None else f" ({o.default})")
-                           for m, o in users))
     stylize.add_argument("--colour", choices=("painting", "photo"), default="painting",
                          help="photo: keep the photo's colours, every method (the result's "
                               "luminance with the photo's chroma, Gatys et al. 2016)")
@@ -255,6 +249,103 @@ def _add_stylize(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     stylize.set_defaults(run=_stylize)
 
 
+def _add_method_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--method`` (``default`` unless told) and every method's own options."""
+    parser.add_argument("--method", choices=list(methods.REGISTRY), default=default,
+                        help=", ".join(f"{m.name} ({m.summary})"
+                                       for m in methods.REGISTRY.values())
+                        + f"; default {default}")
+    for name, users in methods.options().items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=users[0][1].kind, default=None,
+            help="; ".join(f"{m.name}: {o.help}" + ("" if o.default is None else f" ({o.default})")
+                           for m, o in users))
+
+
+def _add_video(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``video``: the clip, the painting, the output, the method, the temporal weight."""
+    clip = commands.add_parser(
+        "video", help="stylise a video, frame by frame without flicker (resumable)",
+        description="Stylise every frame of VIDEO like STYLE, each tied to the last along the "
+                    "optical flow so strokes and colours do not flicker. The frame rate and the "
+                    "sound are kept; finished frames are kept beside -o, so the same command "
+                    "after Ctrl-C goes on where it stopped.",
+        epilog="examples:\n  python -m stylelib video clip.mp4 the_scream -o clip_scream.mp4\n"
+               "  python -m stylelib video clip.mp4 candy -o out.webm --method adain --size 384\n"
+               "  python -m stylelib video clip.mp4 starry_night -o out.mp4 --method gatys "
+               "--steps 50",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    clip.add_argument("video", metavar="VIDEO", help="the clip: .mp4, .webm, .mov, .mkv, ...")
+    clip.add_argument("style", nargs="+", metavar="STYLE[:WEIGHT]",
+                      help="painting: as for stylize")
+    clip.add_argument("-o", "--output", required=True,
+                      help=f"output video: {', '.join(video.SUFFIXES)} (a GIF has no sound)")
+    _add_method_arguments(clip, motion.VIDEO_DEFAULT)
+    clip.add_argument("--size", type=int, default=None,
+                      help=f"long side of the frames in pixels (default: the clip's, at most "
+                           f"{motion.LONGEST} px)")
+    clip.add_argument("--temporal-weight", type=float, default=None, metavar="W",
+                      help="how strongly each frame keeps the last: for one-pass methods the "
+                           f"share kept where the flow holds, 0 to below 1 "
+                           f"({motion.BLEND}); for gatys the temporal loss's weight "
+                           f"({motion.ANCHOR_WEIGHT}); 0 paints every frame by itself")
+    clip.add_argument("--device", default=None, help="cpu, cuda, mps (default: best)")
+    clip.set_defaults(run=_video)
+
+
+def _video(args: argparse.Namespace) -> None:
+    """Check everything, paint the frames into the frame store, then write the video."""
+    get_profile()
+    method = methods.get(args.method)
+    settings = _check_options(args, method)
+    info = video.probe(args.video)
+    out = video.check_video_output(args.output)
+    if same_file(args.video, out):
+        raise StylelibError(f"-o {args.output} is the input video: writing there would replace "
+                            "it. Pick another output file name.")
+    longest = args.size or min(max(info.width, info.height), motion.LONGEST)
+    check_size(longest, "--size")
+    size = video.frame_size(info, longest)
+    styles = _styles(args.style, method)
+    weight = motion.check_weight(method, motion.default_weight(method) if
+                                 args.temporal_weight is None else args.temporal_weight)
+    device = pick_device(args.device)
+    painting: torch.Tensor | methods.Mix | None = None
+    if method.reads_painting:
+        pictures = [load_image(s, max(size), device=device) for s, _ in styles]
+        painting = (pictures[0] if len(styles) == 1
+                    else methods.Mix(pictures, [w for _, w in styles]))
+    paint, _ = method.load(device, settings, progress=False)
+    source = Path(args.video).expanduser().resolve()
+    store = video.FrameStore(out, {"video": str(source), "bytes": source.stat().st_size,
+                                   "modified": source.stat().st_mtime_ns, "size": size,
+                                   "styles": styles, "method": method.name,
+                                   "settings": settings, "weight": weight})
+    kept = store.count()
+    if kept:
+        print(f"going on from {kept} finished frames kept in {store.folder}")
+    started = time.perf_counter()
+    count = 0
+    frames = (frame.to(device) for frame in video.read_frames(source, size))
+    job = motion.Painting(method, paint, painting, styles[0][0])
+    try:
+        for _ in tqdm(motion.stylize_frames(frames, job, weight, store),
+                      total=info.frames or None, desc=f"{method.name} frames", unit="frame"):
+            count += 1
+    except KeyboardInterrupt as stop:
+        signum = stop.args[0] if stop.args else signal.SIGINT
+        raise StoppedError(f"{count} frames are finished and kept in {store.folder}; run the "
+                           "same command again to go on from there.", signum) from None
+    video.write_video(out, store.frames(count), info.fps, source)
+    store.remove()
+    seconds = time.perf_counter() - started
+    sound = ("; a GIF has no sound, so the clip's was left out"
+             if info.audio and out.suffix.lower() == ".gif" else "")
+    print(f"{method.name}: wrote {out} ({count} frames, {size[1]}x{size[0]}, "
+          f"{float(info.fps):.3g} fps) in {seconds:.1f} s, "
+          f"{seconds / max(count - kept, 1):.2f} s a painted frame on {device}{sound}")
+
+
 def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``train KIND ...``: each trainer's own options, parsed by its module (imported only
     when that trainer runs: the diffusion prior's pulls in diffusers)."""
@@ -269,13 +360,14 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line: ``stylize``, ``train``, ``bench`` and ``compare``."""
+    """The command line: ``stylize``, ``video``, ``train``, ``bench`` and ``compare``."""
     main = argparse.ArgumentParser(
         prog="python -m stylelib", description="Neural style transfer from the shell.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = main.add_subparsers(dest="command", required=True)
     _add_stylize(commands)
+    _add_video(commands)
     _add_train(commands)
     timing = commands.add_parser(
         "bench", help="time a method against the network work it cannot avoid",

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -21,8 +21,8 @@ from tqdm import tqdm
 from stylelib.backbones import FeatureExtractor, default_backbone
 from stylelib.colour import luminance_only, match_luminance, to_luminance
 from stylelib.errors import ImageError, StylelibError, check_int
-from stylelib.images import MIN_SIDE, check_image, check_size, resize
-from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
+from stylelib.images import MIN_SIDE, check_image, check_size, resize, resize_to
+from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, LossTerms, PerceptualLoss
 from stylelib.precision import reduced
 from stylelib.result_cache import remembered
 
@@ -39,6 +39,36 @@ class GatysResult:
     seconds: float = 0.0
 
 
+class Anchor(NamedTuple):
+    """A picture the result should stay near where ``mask`` (``[1, 1, H, W]``, 0 to 1) says:
+    ``weight`` times their mean squared difference joins the loss. In a video, the previous
+    frame's result warped onto this one (Ruder et al. 2016's temporal loss)."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    weight: float
+
+
+@dataclass
+class AnchoredTerms(LossTerms):
+    """The perceptual terms and the :class:`Anchor` term (unweighted)."""
+
+    anchor: torch.Tensor
+
+
+class _Anchored:
+    """A perceptual loss with an :class:`Anchor`'s term added, for :func:`optimize`."""
+
+    def __init__(self, loss: PerceptualLoss, anchor: Anchor) -> None:
+        self.loss, self.anchor = loss, anchor
+
+    def __call__(self, image: torch.Tensor) -> AnchoredTerms:
+        terms = self.loss(image)
+        anchor = (self.anchor.mask * (image - self.anchor.image).square()).mean()
+        return AnchoredTerms(terms.total + self.anchor.weight * anchor, terms.content,
+                             terms.style, terms.tv, anchor)
+
+
 RESTART_ABOVE = 10.0
 """An L-BFGS loss this many times the best so far counts as an overshoot (see :func:`optimize`).
 Without the restart, Gram matching up to relu2_1 from noise on VGG-19 kept overshooting and
@@ -47,7 +77,7 @@ ended at 23.4 from 0.69; ordinary overshoots of a few times the loss recover by 
 
 def optimize(
     image: torch.Tensor,
-    loss: PerceptualLoss,
+    loss: Callable[[torch.Tensor], LossTerms],
     *,
     steps: int,
     optimizer: Optimizer = "lbfgs",
@@ -80,7 +110,7 @@ def optimize(
     def closure() -> float:
         opt.zero_grad()
         terms = loss(x)
-        terms.total.backward()
+        terms.total.backward()  # type: ignore[no-untyped-call]
         history.append(terms.as_floats())
         return history[-1]["total"]
 
@@ -185,6 +215,7 @@ def stylize(
     backbone: str | None = None,
     seed: int = 0,
     bf16: bool | None = None,
+    anchor: Anchor | None = None,
     progress: bool = True,
     callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> GatysResult:
@@ -203,6 +234,7 @@ def stylize(
     style to the luminance only and keeps the photo's colours (Gatys et al. 2017). ``bf16``
     runs the backbone's passes in bfloat16 (the image, Gram matrices and losses stay float32);
     ``None`` does so where the hardware has it (:func:`stylelib.precision.reduced`).
+    ``anchor`` keeps the result near a given picture where its mask says (see :class:`Anchor`).
 
     Where a book's result cache is active (:mod:`stylelib.result_cache`), a pair already
     optimised with the same settings and backbone comes from there, with the ``seconds`` it
@@ -219,6 +251,7 @@ def stylize(
         "scales": scales, "backbone": backbone or default_backbone(), "seed": seed,
         "precision": (reduced(content.device) if bf16 is None
                       else torch.bfloat16 if bf16 else None),
+        "anchor": anchor,
     }
 
     def optimised() -> GatysResult:
@@ -248,6 +281,7 @@ def _stylize(
     backbone: str,
     seed: int,
     precision: torch.dtype | None,
+    anchor: Anchor | None,
     progress: bool,
     callback: Callable[[int, torch.Tensor], None] | None,
 ) -> GatysResult:
@@ -274,8 +308,11 @@ def _stylize(
                                                           / full_side))) for style in styles],
                        style_blend)
         start_image = _start_image(init, image, level_content, side, generator)
+        shape = (int(level_content.shape[-2]), int(level_content.shape[-1]))
+        level_loss = loss if anchor is None else _Anchored(loss, Anchor(
+            resize_to(anchor.image, shape), resize_to(anchor.mask, shape), anchor.weight))
         image, level_history = optimize(
-            start_image, loss, steps=steps, optimizer=optimizer, lr=lr, progress=progress,
+            start_image, level_loss, steps=steps, optimizer=optimizer, lr=lr, progress=progress,
             desc=f"gatys {side}px" if levels > 1 else "gatys", callback=callback,
         )
         history += [{**h, "scale": level} for h in level_history]

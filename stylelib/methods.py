@@ -105,6 +105,10 @@ class Method:
     """Whether it paints a :class:`Mix` of several paintings."""
     steps: bool = False
     """Whether it improves an image step by step (its painter calls ``on_step``)."""
+    anchors: bool = False
+    """Whether its painter also takes ``anchor=`` (a :class:`stylelib.gatys.Anchor`): it starts
+    from the anchor's picture and stays near it where the mask says, which a video uses to tie
+    each frame to the last (:mod:`stylelib.motion`)."""
     upsamples: bool = False
     """Whether a print larger than its working size is painted at that size and carried up
     (``--style-scale``, :mod:`stylelib.upsampling`): a one-pass network's marks have a fixed
@@ -205,7 +209,8 @@ INITS: dict[str, gatys.Init] = {"photo": "content", "noise": "noise"}
 def _load_gatys(device: torch.device, settings: Settings, *, progress: bool = False
                 ) -> tuple[Painter, Size]:
     def paint(photo: torch.Tensor, painting: torch.Tensor | Mix | None, style: str, /,
-              *, on_step: Step | None = None) -> torch.Tensor:
+              *, on_step: Step | None = None, anchor: gatys.Anchor | None = None
+              ) -> torch.Tensor:
         assert painting is not None
         styles, blend = ((painting.paintings, painting.weights) if isinstance(painting, Mix)
                          else (painting, None))
@@ -214,11 +219,13 @@ def _load_gatys(device: torch.device, settings: Settings, *, progress: bool = Fa
         start: gatys.Init | torch.Tensor = (
             INITS[init] if init in INITS
             else resize_to(load_image(init, device=photo.device), (height, width)))
+        if anchor is not None:  # the anchor's picture where it holds, the photo elsewhere
+            start = photo + anchor.mask * (anchor.image - photo)
         return gatys.stylize(photo, styles, style_blend=blend, steps=settings["steps"],
                              style_weight=settings["style_weight"],
                              content_weight=settings["content_weight"],
                              tv_weight=settings["tv_weight"], init=start, seed=settings["seed"],
-                             scales=settings["scales"], progress=progress,
+                             scales=settings["scales"], anchor=anchor, progress=progress,
                              callback=on_step).image
 
     return paint, lambda: megabytes(PerceptualLoss())  # what each stylize call builds
@@ -241,7 +248,7 @@ def _describe_gatys(settings: Settings, size: int) -> str:
 
 register(Method(
     "gatys", "Gatys optimisation", "none: optimises every image", _load_gatys,
-    summary="optimise, slow, any style", blends=True, steps=True,
+    summary="optimise, slow, any style", blends=True, steps=True, anchors=True,
     options=(Option("steps", int, 100, "L-BFGS steps"),
              Option("style_weight", float, 10.0, "style weight"),
              Option("content_weight", float, 1.0, "content weight"),

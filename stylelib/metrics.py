@@ -12,6 +12,7 @@ from skimage.metrics import structural_similarity
 
 from stylelib.backbones import FeatureExtractor
 from stylelib.errors import StylelibError
+from stylelib.flow import optical_flow, reliable, warp
 from stylelib.images import check_image
 from stylelib.losses import PerceptualLoss, mean_std, relative_error
 from stylelib.tiles import Tile
@@ -112,6 +113,35 @@ def seam_ratio(image: torch.Tensor, parts: Sequence[Tile]) -> float:
     if not ratios:
         raise StylelibError("The image is one tile: there is no seam to measure.")
     return sum(ratios) / len(ratios)
+
+
+@torch.no_grad()
+def temporal_error(outputs: Sequence[torch.Tensor], frames: Sequence[torch.Tensor],
+                   flows: Sequence[torch.Tensor] | None = None,
+                   masks: Sequence[torch.Tensor] | None = None) -> float:
+    """Flicker: the mean over frames *t* > 0 of the squared difference between output *t* and
+    output *t-1* warped onto it along the flow of the input ``frames``, where that flow can
+    be trusted, divided by every value of the frame (Ruder et al. 2016; Huang et al. 2017).
+
+    ``flows`` and ``masks`` are the backward flows and their reliable pixels (the true ones of
+    a made clip, :mod:`stylelib.clips`); without them they come from the frames
+    (:func:`stylelib.flow.optical_flow`, :func:`stylelib.flow.reliable`). Passing the input
+    frames as ``outputs`` gives the clip's own error: the floor a stylised clip is held to.
+    """
+    if len(outputs) != len(frames) or len(frames) < 2:
+        raise StylelibError(f"temporal_error needs as many outputs as frames, at least 2; got "
+                            f"{len(outputs)} outputs for {len(frames)} frames.")
+    total = 0.0
+    for t in range(1, len(frames)):
+        if flows is None or masks is None:
+            flow = optical_flow(frames[t], frames[t - 1])
+            mask = reliable(flow, optical_flow(frames[t - 1], frames[t]))
+        else:
+            flow, mask = flows[t - 1], masks[t - 1]
+        output = check_image(outputs[t], "output").float()
+        moved = warp(check_image(outputs[t - 1], "output").float(), flow.to(output.device))
+        total += float((mask.to(output.device) * (output - moved).square()).mean())
+    return total / (len(frames) - 1)
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

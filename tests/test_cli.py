@@ -228,7 +228,8 @@ def test_one_parser_lists_every_command_and_every_trainer() -> None:
         return subprocess.run([sys.executable, "-m", "stylelib", *argv], capture_output=True,
                               text=True, check=True).stdout
 
-    assert "{stylize,train,bench,compare}" in shown("--help")
+    assert "{stylize,video,train,bench,compare}" in shown("--help")
+    assert "--temporal-weight" in shown("video", "--help")
     trainers = shown("train", "--help")
     assert all(f"\n    {kind} " in trainers for kind in ("fast", "adain", "prior")), trainers
     assert shown("train", "fast", "--help").startswith("usage: python -m stylelib train fast ")

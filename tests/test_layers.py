@@ -11,15 +11,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "stylelib"
 LAYERS = [
     {"errors", "files", "colour", "distributed", "profiles", "costs", "widgets",
      "result_cache"},
-    {"assets", "weight_files", "images", "training"},
+    {"assets", "weight_files", "images", "training", "video"},
     {"backbones", "precision", "data", "training_commands", "training_views", "upsampling",
-     "tiles"},
+     "tiles", "flow", "clips"},
     {"losses"},
     {"gatys", "fast", "bundled", "adain", "adain_training", "adain_original", "diffusion",
      "prior_training", "stable_diffusion", "magenta", "gan"},
     {"metrics"},
     {"benchmarks", "methods", "scaling"},
-    {"comparison"},
+    {"comparison", "motion"},
     {"bench", "cli", "__init__", "__main__"},
     {"tryit", "tryit_build"},
 ]
