@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch_size=args.batch_size, size=args.size,
         scale=None if args.scales else args.scale, scales=args.scales or (),
         style_weight=args.style_weight, tv_weight=args.tv_weight,
-        content_layers=args.content_layers, style_layers=args.style_layers,
+        temporal_weight=args.temporal_weight, content_layers=args.content_layers,
+        style_layers=args.style_layers,
         backbone=args.backbone, lr=args.lr, cooldown=args.cooldown, bf16=args.bf16,
         device=args.device, checkpoint=checkpoint, seed=args.seed, start_from=args.start_from,
         workers=args.workers,
@@ -124,10 +125,13 @@ def _card(args: argparse.Namespace, result: TrainResult[fast.TransformerNet], ph
                      f"content weight 1 at {'+'.join(args.content_layers)}, style weight "
                      f"{args.style_weight} at {'+'.join(args.style_layers)}"
                      + (f", total variation {args.tv_weight}" if args.tv_weight else "")
+                     + (f", temporal weight {args.temporal_weight} (made camera motion)"
+                        if args.temporal_weight else "")
                      + f", loss network {args.backbone or default_backbone()}",
                      earlier, args.device),
         "style_weight": str(args.style_weight),
-        "losses": json.dumps(final_losses(result.history, ("content", "style")))
+        "losses": json.dumps(final_losses(
+            result.history, ("content", "style", "temporal")[:3 if args.temporal_weight else 2]))
                   + " (relative errors, mean of the last 50 steps)",
         "licence": "weights: MIT, like the code; the style image's own licence is in 'style'",
     }
@@ -154,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     add_schedule_arguments(parser)
     parser.add_argument("--tv-weight", type=float, default=0.0,
                         help="total-variation weight, against high-frequency noise (0)")
+    parser.add_argument("--temporal-weight", type=float, default=0.0,
+                        help="weight of the temporal term: the network's picture of a crop moved "
+                             "by a made camera motion should be its picture moved (0; video)")
     parser.add_argument("--content-layers", nargs="+", default=list(CONTENT_LAYERS),
                         help=f"({' '.join(CONTENT_LAYERS)}; Johnson et al.: relu2_2)")
     parser.add_argument("--style-layers", nargs="+", default=list(STYLE_LAYERS),

@@ -10,7 +10,8 @@ minimises, saving checkpoints and resuming after an interruption. :func:`save_we
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ from stylelib.data import (
     default_workers,
     photo_files,
 )
+from stylelib.distributed import rank_part, world
 from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.files import write_atomically
+from stylelib.flow import camera_flow, warp
 from stylelib.images import (
     MIN_SIDE,
     check_image,
@@ -39,7 +42,7 @@ from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
 from stylelib.precision import autocast, reduced
 from stylelib.profiles import pick_device, seeded
 from stylelib.tiles import paint_normalised
-from stylelib.training import Plan, TrainResult, fit
+from stylelib.training import Plan, TrainResult, fit, step_seed
 from stylelib.weight_files import WeightKind
 
 
@@ -231,6 +234,52 @@ def _perceptual_step(net: TransformerNet, loss: PerceptualLoss, device: torch.de
     return step
 
 
+MOTION = (4.0, 0.03)
+"""The largest shift (pixels, each way) and zoom step of the camera motion the temporal term
+trains with: about what a handheld clip moves between two frames at 256 px."""
+GRAIN = 0.01
+"""The standard deviation of the sensor noise added to the moved crop: a frame is never the
+last one moved exactly (Gupta et al. 2017 train stability against such noise)."""
+
+
+def temporal_term(net: TransformerNet, batch: torch.Tensor, seed: int) -> torch.Tensor:
+    """How much ``net`` flickers on the batch: each crop is moved by a random camera motion
+    (up to :data:`MOTION`, drawn from ``seed``) with sensor grain, and the network's picture of
+    the moved crop is compared with its picture of the crop moved the same way, where the
+    moved crop still sees it (mean squared difference; Huang et al. 2017, with made motion
+    instead of video). Under ``torchrun`` the motions are drawn for the whole global batch."""
+    generator = torch.Generator().manual_seed(seed)
+    whole = batch.shape[0] * world().size
+    shifts = rank_part((torch.rand(whole, 2, generator=generator) * 2 - 1) * MOTION[0])
+    zooms = rank_part(1 + (torch.rand(whole, generator=generator) * 2 - 1) * MOTION[1])
+    grain = rank_part(torch.randn((whole, *batch.shape[1:]), generator=generator) * GRAIN)
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    moves = [camera_flow(size, (float(x), float(y)), float(z), batch.float())
+             for (x, y), z in zip(shifts.tolist(), zooms.tolist(), strict=True)]
+    flows = torch.cat([flow for flow, _ in moves])
+    seen = torch.cat([mask for _, mask in moves])
+    moved = (warp(batch, flows) + grain.to(batch.device, batch.dtype)).clamp(0, 1)
+    painted: torch.Tensor = net(torch.cat([batch, moved]))
+    first, second = painted.float().chunk(2)
+    return (seen * (second - warp(first, flows)).square()).mean()
+
+
+def _with_temporal(step: Callable[[Any], tuple[torch.Tensor, dict[str, float]]],
+                   net: TransformerNet, device: torch.device, bf16: bool, weight: float,
+                   seed: int) -> Callable[[tuple[int, Any]], tuple[torch.Tensor, dict[str, float]]]:
+    """``step`` on an (index, batch) pair, plus ``weight`` times :func:`temporal_term` on the
+    batch's images, its motion drawn from the step's own seed."""
+    def steady(indexed: tuple[int, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        index, batch = indexed
+        total, losses = step(batch)
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            flicker = temporal_term(net, images.to(device), step_seed(seed, index))
+        return total + weight * flicker, {**losses, "temporal": float(flicker.detach())}
+
+    return steady
+
+
 def train(
     style: torch.Tensor,
     photos: Sequence[str | Path] | str | Path,
@@ -243,6 +292,7 @@ def train(
     content_weight: float = 1.0,
     style_weight: float = 10.0,
     tv_weight: float = 0.0,
+    temporal_weight: float = 0.0,
     content_layers: Sequence[str] = CONTENT_LAYERS,
     style_layers: Sequence[str] = STYLE_LAYERS,
     lr: float = 1e-3,
@@ -291,12 +341,15 @@ def train(
     the crops differ from the first run's). ``minutes`` ends this call early once that much
     time has passed, with a checkpoint at the step reached (pass ``checkpoint``; the same call
     again goes on from there). ``preview`` (an image) is stylised every ``preview_every`` steps
-    and at the end, to watch the network learn.
+    and at the end, to watch the network learn. ``temporal_weight`` adds
+    :func:`temporal_term`, so the network paints a moving scene without flicker: each step
+    then also paints the batch moved by a made camera motion (about 1.3x the time a step).
     ``callback(step, losses, net)`` runs after each step; ``step`` counts the steps done.
     """
     _check_numbers(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
                    preview_every=preview_every, warmup=warmup, cooldown=cooldown, size=size,
                    scale=scale, lr=lr, seed=seed, scales=scales)
+    check_number(temporal_weight, "temporal_weight")
     style, preview = check_image(style, "style"), _checked_preview(preview)
     files, dev = photo_files(photos), pick_device(device)
     loss = PerceptualLoss(
@@ -314,17 +367,24 @@ def train(
         "content_layers": ",".join(content_layers), "style_layers": ",".join(style_layers),
         "photos": len(files), "start_from": None if start_from is None else Path(start_from).name,
         **({"scales": ",".join(map(str, scales))} if scales else {}),
+        **({"temporal_weight": temporal_weight} if temporal_weight else {}),
     }
     plan = Plan(steps, lr, warmup, Path(checkpoint).expanduser() if checkpoint else None,
                 checkpoint_every, settings, KIND, preview_every, progress, minutes, cooldown)
     crops = (MultiScaleCrops(files, size, seed, scales, batch_size) if scales
              else PhotoCrops(files, size, seed, scale))
     step = _perceptual_step(net, loss, dev, bf16)
+    scored = _at_batch_scale(step, loss, targets) if scales else step
     shown = preview
     decoders = default_workers(dev, workers)
-    return fit(net, optimizer, plan,
-               lambda done: batches_from(crops, batch_size, done, steps, decoders),
-               _at_batch_scale(step, loss, targets) if scales else step, callback=callback,
+
+    def batches(done: int) -> Iterable[Any]:
+        made = batches_from(crops, batch_size, done, steps, decoders)
+        return zip(itertools.count(done), made, strict=False) if temporal_weight else made
+
+    return fit(net, optimizer, plan, batches,
+               _with_temporal(scored, net, dev, bf16, temporal_weight, seed) if temporal_weight
+               else scored, callback=callback,
                preview=None if shown is None else lambda: stylize(net, shown))
 
 

@@ -36,21 +36,44 @@ def optical_flow(frame: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(offsets).permute(2, 0, 1).unsqueeze(0).to(frame.device)
 
 
+def _pixel_grid(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every pixel's column (x) and row (y), in ``like``'s dtype and device."""
+    rows = torch.arange(height, dtype=like.dtype, device=like.device)
+    columns = torch.arange(width, dtype=like.dtype, device=like.device)
+    y, x = torch.meshgrid(rows, columns, indexing="ij")
+    return x, y
+
+
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """``image`` (frame *t-1*, or anything aligned with it) moved onto frame *t* along the
     backward ``flow``: bilinear sampling at each pixel's position plus its offset, with the
-    border repeated where that position falls outside the frame."""
+    border repeated where that position falls outside the frame. A batch of images takes one
+    flow for all, or one each."""
     height, width = image.shape[-2:]
     if tuple(flow.shape[-2:]) != (height, width):
         raise StylelibError(f"The flow is {tuple(flow.shape[-2:])}, the image {(height, width)}:"
                             " compute the flow on frames of the image's size.")
-    rows = torch.arange(height, dtype=flow.dtype, device=flow.device)
-    columns = torch.arange(width, dtype=flow.dtype, device=flow.device)
-    y, x = torch.meshgrid(rows, columns, indexing="ij")
-    grid = torch.stack([(x + flow[0, 0]) * 2 / max(width - 1, 1) - 1,
-                        (y + flow[0, 1]) * 2 / max(height - 1, 1) - 1], dim=-1)
-    return F.grid_sample(image, grid.unsqueeze(0).to(image.dtype), mode="bilinear",
-                         padding_mode="border", align_corners=True)
+    x, y = _pixel_grid(height, width, flow)
+    grid = torch.stack([(x + flow[:, 0]) * 2 / max(width - 1, 1) - 1,
+                        (y + flow[:, 1]) * 2 / max(height - 1, 1) - 1], dim=-1)
+    grid = grid.expand(image.shape[0], -1, -1, -1) if grid.shape[0] == 1 else grid
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+def camera_flow(size: tuple[int, int], shift: tuple[float, float], zoom: float,
+                like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backward flow of a camera that moved ``shift`` pixels (x, y) and came ``zoom``
+    times closer about the frame's centre, for frames of ``size`` (height, width), and where
+    the old frame saw the point (1) or not (0): the motion a network can be trained to
+    follow without any video (:func:`stylelib.fast.train`'s temporal term)."""
+    height, width = size
+    x, y = _pixel_grid(height, width, like)
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    old_x = centre_x + (x - centre_x) / zoom + shift[0]
+    old_y = centre_y + (y - centre_y) / zoom + shift[1]
+    seen = (old_x >= 0) & (old_x <= width - 1) & (old_y >= 0) & (old_y <= height - 1)
+    return torch.stack([old_x - x, old_y - y])[None], seen[None, None].to(like.dtype)
 
 
 def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:

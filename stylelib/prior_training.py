@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
@@ -38,7 +37,7 @@ from stylelib.distributed import rank_part, world
 from stylelib.errors import StylelibError, check_int, check_number
 from stylelib.images import check_size
 from stylelib.profiles import pick_device, seeded
-from stylelib.training import Plan, TrainResult, fit
+from stylelib.training import Plan, TrainResult, fit, step_seed
 from stylelib.training_commands import (
     add_training_arguments,
     final_losses,
@@ -62,11 +61,6 @@ def denoising_loss(prior: PaintingPrior, images: torch.Tensor, seed: int) -> tor
     x0 = to_model(images)
     noise = rank_part(draw_noise(x0.new_empty((whole, *x0.shape[1:])), generator))
     return F.mse_loss(prior(prior.schedule.add_noise(x0, noise, t), t), noise)
-
-
-def _step_seed(seed: int, step: int) -> int:
-    """A well-mixed 63-bit seed for training step ``step`` of the run seeded ``seed``."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(2, np.uint64)[0] >> 1)
 
 
 def train_prior(
@@ -140,7 +134,7 @@ def train_prior(
 
     def step(batch: tuple[int, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         index, images = batch
-        loss = denoising_loss(net, images.to(dev), _step_seed(seed, index))
+        loss = denoising_loss(net, images.to(dev), step_seed(seed, index))
         return loss, {"loss": loss.item()}
 
     def draw() -> torch.Tensor:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -30,6 +31,12 @@ from stylelib.files import save_safetensors, write_atomically
 from stylelib.weight_files import Net, WeightKind, cpu_state, load_state, read_safetensors
 
 Batch = TypeVar("Batch")
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A well-mixed 63-bit seed for training step ``step`` of the run seeded ``seed``: what a
+    step draws from it is the same on a resumed run as on an uninterrupted one."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(2, np.uint64)[0] >> 1)
 
 
 def save_checkpoint(

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from stylelib import fast
 from stylelib.errors import ImageError, StylelibError
 from stylelib.fast import (
     OVERLAP,
@@ -257,3 +258,49 @@ def test_weights_round_trip_in_fp16(net: TransformerNet, photo: torch.Tensor, tm
         assert value.dtype == torch.float32
         torch.testing.assert_close(value, net.state_dict()[name], rtol=1e-3, atol=1e-6)
     assert (stylize(loaded, photo) - stylize(net, photo)).abs().max() < 1e-2
+
+
+# --------------------------------------------------------------------------- the temporal term
+
+
+class _Echo(torch.nn.Module):
+    """A network that paints every picture as itself: it follows any motion exactly."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image
+
+
+class _Flicker(torch.nn.Module):
+    """A network that adds fresh noise to every picture: it follows no motion."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image + 0.2 * torch.randn_like(image)
+
+
+def test_temporal_term_is_the_grain_for_a_network_that_follows_motion(photo: torch.Tensor
+                                                                      ) -> None:
+    batch = torch.cat([photo, photo.flip(-1)])
+    still = fast.temporal_term(_Echo(), batch, seed=3)  # type: ignore[arg-type]
+    assert still == pytest.approx(fast.GRAIN ** 2, rel=0.5)
+    shaking = fast.temporal_term(_Flicker(), batch, seed=3)  # type: ignore[arg-type]
+    assert shaking > 100 * still
+    assert torch.equal(still, fast.temporal_term(_Echo(), batch, seed=3))  # type: ignore[arg-type]
+
+
+def test_training_with_the_temporal_term_logs_it_and_resumes_exactly(
+        photos: list[Path], painting: torch.Tensor, tmp_path: Path) -> None:
+    """Each step's motion comes from the step's own seed, so a stopped run resumed from its
+    checkpoint ends with the uninterrupted run's weights, bit for bit."""
+    settings = {"size": 32, "backbone": HED, "progress": False, "temporal_weight": 50.0,
+                "checkpoint_every": 1, "seed": 1}
+    whole = train(painting, photos, steps=4, checkpoint=tmp_path / "whole.safetensors",
+                  **settings)  # type: ignore[arg-type]
+    assert all(h["temporal"] > 0 for h in whole.history)
+    train(painting, photos, steps=2, checkpoint=tmp_path / "cut.safetensors",
+          **settings)  # type: ignore[arg-type]
+    resumed = train(painting, photos, steps=4, checkpoint=tmp_path / "cut.safetensors",
+                    **settings)  # type: ignore[arg-type]
+    assert [h["temporal"] for h in resumed.history] == pytest.approx(
+        [h["temporal"] for h in whole.history], rel=1e-5)
+    for name, value in whole.net.state_dict().items():
+        torch.testing.assert_close(resumed.net.state_dict()[name], value, rtol=0, atol=0)

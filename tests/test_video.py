@@ -17,7 +17,7 @@ from stylelib.clips import Camera, Clip, make_clip
 from stylelib.errors import StylelibError
 from stylelib.flow import optical_flow, reliable, warp
 from stylelib.images import load_image
-from stylelib.metrics import ssim, temporal_error
+from stylelib.metrics import detail, ssim, temporal_error
 
 SIZE = (48, 64)
 
@@ -106,6 +106,14 @@ def test_temporal_error_is_small_for_the_clip_and_large_for_flicker(clip: Clip) 
     assert temporal_error(flickering, clip.frames, clip.flows, clip.reliable) > 10 * own
     # measured flow instead of the true one: about the same floor
     assert temporal_error(clip.frames, clip.frames) < 3 * own + 1e-4
+
+
+def test_detail_drops_when_a_frame_is_smeared(clip: Clip) -> None:
+    frame = clip.frames[0]
+    smeared = torch.nn.functional.avg_pool2d(frame, 3, stride=1, padding=1,
+                                             count_include_pad=False)
+    assert detail(smeared) < 0.7 * detail(frame)
+    assert detail(torch.full_like(frame, 0.3)) == 0
 
 
 def test_a_still_clip_has_no_temporal_error(clip: Clip) -> None:
