@@ -15,7 +15,7 @@ from stylelib.images import check_image, resize_to
 
 @dataclass(frozen=True)
 class Camera:
-    """A path over the photo. Each frame the view moves ``pan`` pixels (x, y; at the first
+    """A path over the photo. Each frame the view moves ``pan`` pixels (x, y; at the middle
     frame's scale) and comes ``zoom`` times closer (1.01: 1 % a frame). With ``object_side``
     above 0, a square of that many pixels, cut from a second picture, crosses the frame at
     ``object_speed`` whole pixels a frame (x, y), in front of the scene."""
@@ -39,7 +39,7 @@ class Clip:
 
 
 COVER = 0.8
-"""How much of the photo's limiting side the first frame shows: room for the camera to move."""
+"""How much of the photo's limiting side the middle frame shows: room for the camera to move."""
 
 
 def _view(camera: Camera, t: float, size: tuple[int, int], photo: tuple[int, int]
@@ -47,9 +47,9 @@ def _view(camera: Camera, t: float, size: tuple[int, int], photo: tuple[int, int
     """The view at time ``t`` (frames from the middle of the clip): its scale (photo pixels
     per frame pixel) and centre (x, y) in the photo, for frames of ``size`` (height, width)
     over a photo of ``photo`` (height, width). The path is centred on the photo."""
-    first = COVER * min(photo[0] / size[0], photo[1] / size[1])
-    return (first / camera.zoom ** t, (photo[1] - 1) / 2 + camera.pan[0] * first * t,
-            (photo[0] - 1) / 2 + camera.pan[1] * first * t)
+    middle = COVER * min(photo[0] / size[0], photo[1] / size[1])
+    return (middle / camera.zoom ** t, (photo[1] - 1) / 2 + camera.pan[0] * middle * t,
+            (photo[0] - 1) / 2 + camera.pan[1] * middle * t)
 
 
 def _grid(size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ LONGEST = 512
 """The frames' long side unless told (a larger clip is made smaller)."""
 BLEND = 0.6
 """A one-pass method's default share of the previous result kept where the flow holds."""
-ANCHOR_WEIGHT = 2000.0
+ANCHOR_WEIGHT = 500.0
 """Gatys's default temporal-loss weight (on the mean squared pixel difference)."""
 
 

@@ -4,12 +4,15 @@ go on where it stopped. Decoding and encoding are PyAV's (its wheel carries FFmp
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import html
 import itertools
 import json
 import shutil
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -179,6 +182,26 @@ def _copy_sound(container: av.container.OutputContainer, original: av.container.
     for part in resampler.resample(None):
         container.mux(stream.encode(part))
     container.mux(stream.encode(None))
+
+
+def embed(frames: Sequence[torch.Tensor], fps: Fraction | float, *, caption: str = "") -> str:
+    """An HTML ``<video>`` that plays ``frames`` in a static page, looping and muted: VP9
+    WebM and H.264 MP4 sources (each browser plays the first it can) and a GIF for a browser
+    without ``<video>``, all inlined as data URIs so the page needs no other file."""
+    sources = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for suffix in (".webm", ".mp4", ".gif"):
+            path = write_video(Path(folder) / f"clip{suffix}", frames, fps)
+            sources[suffix] = base64.b64encode(path.read_bytes()).decode("ascii")
+    height, width = frames[0].shape[-2:]
+    label = html.escape(caption)
+    return (f'<figure class="stylelib-video"><video width="{width}" height="{height}" '
+            f'autoplay loop muted playsinline controls>'
+            f'<source src="data:video/webm;base64,{sources[".webm"]}" type="video/webm">'
+            f'<source src="data:video/mp4;base64,{sources[".mp4"]}" type="video/mp4">'
+            f'<img src="data:image/gif;base64,{sources[".gif"]}" width="{width}" '
+            f'height="{height}" alt="{label}"></video>'
+            + (f"<figcaption>{label}</figcaption>" if caption else "") + "</figure>")
 
 
 class FrameStore:

@@ -3,6 +3,7 @@ the frame store, the fixes against flicker and the ``video`` command."""
 
 from __future__ import annotations
 
+import base64
 from fractions import Fraction
 from pathlib import Path
 
@@ -201,6 +202,17 @@ def test_frame_size_is_even_and_keeps_the_shape() -> None:
     assert video.frame_size(info, 256) == (192, 256)
     assert video.frame_size(info, 101) == (76, 100)
     assert video.frame_size(info, None) == (240, 320)
+
+
+def test_embedded_video_carries_three_playable_copies(clip: Clip, tmp_path: Path) -> None:
+    page = video.embed(clip.frames, 12, caption="pan <over> Tübingen")
+    assert page.count("<source ") == 2 and "autoplay loop muted" in page
+    assert "pan &lt;over&gt; Tübingen" in page
+    for kind, suffix in (("video/webm", ".webm"), ("video/mp4", ".mp4"), ("image/gif", ".gif")):
+        start = page.index(f"data:{kind};base64,") + len(f"data:{kind};base64,")
+        data = base64.b64decode(page[start:page.index('"', start)])
+        (tmp_path / f"back{suffix}").write_bytes(data)
+        assert len(list(video.read_frames(tmp_path / f"back{suffix}"))) == len(clip.frames)
 
 
 def test_frame_store_keeps_frames_for_one_key_only(clip: Clip, tmp_path: Path) -> None:
