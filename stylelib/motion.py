@@ -5,8 +5,8 @@ tied to the previous frame's result, carried along the optical flow of the input
   warped, wherever the flow can be trusted, and its own new picture elsewhere: a blend along
   the flow, cheap (two flows and a warp a frame) but it smears what the flow gets wrong.
 * Gatys optimisation (a method whose painter takes an ``anchor``) starts from the previous
-  result, warped, and adds Ruder et al.'s temporal loss with ``weight``: each frame costs what
-  one image does.
+  result, warped, where the flow holds (the photo elsewhere) and adds Ruder et al.'s temporal
+  loss with ``weight``: each frame costs what one image does.
 
 ``weight`` 0 paints every frame by itself (the baseline the fixes are measured against).
 """
@@ -29,9 +29,13 @@ VIDEO_DEFAULT = "fast"
 LONGEST = 512
 """The frames' long side unless told (a larger clip is made smaller)."""
 BLEND = 0.6
-"""A one-pass method's default share of the previous result kept where the flow holds."""
+"""A one-pass method's default share of the previous result kept where the flow holds. On the
+made clips (README, Video) it cut the temporal error of fast, AdaIN and Magenta to 0.14-0.28x
+of frame by frame's, and kept 0.68-0.80 of their fine detail (:func:`~stylelib.metrics.detail`)."""
 ANCHOR_WEIGHT = 500.0
-"""Gatys's default temporal-loss weight (on the mean squared pixel difference)."""
+"""Gatys's default temporal-loss weight (on the mean squared pixel difference): 0.26-0.35x of
+frame by frame's temporal error on the made clips. At 2000 the frames follow the measured
+flow's mistakes and drift from the true motion: 0.65x on the clip with a moving square."""
 
 
 def default_weight(method: Method) -> float:
