@@ -8,7 +8,9 @@ stderr (exit status 2) and no output file.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
+import itertools
 import signal
 import sys
 import time
@@ -23,8 +25,9 @@ from stylelib.colour import luminance_only
 from stylelib.data import photo_files
 from stylelib.errors import ImageError, StoppedError, StylelibError, check_blend, command
 from stylelib.files import same_file
-from stylelib.images import check_output, check_size, load_image, resize, save_image
+from stylelib.images import MIN_SIDE, check_output, check_size, load_image, resize, save_image
 from stylelib.profiles import get_profile, pick_device
+from stylelib.result_cache import package_digest
 from stylelib.upsampling import guided_upsample, working_size
 
 EXAMPLES = """examples:
@@ -306,6 +309,12 @@ def _video(args: argparse.Namespace) -> None:
     longest = args.size or min(max(info.width, info.height), motion.LONGEST)
     check_size(longest, "--size")
     size = video.frame_size(info, longest)
+    if min(size) < MIN_SIDE:
+        enough = next(side for side in itertools.count(longest)
+                      if min(video.frame_size(info, side)) >= MIN_SIDE)
+        raise StylelibError(
+            f"--size {longest} makes {size[1]}x{size[0]} px frames; each side must be at least "
+            f"{MIN_SIDE} px: use --size {enough} or more.")
     styles = _styles(args.style, method)
     weight = motion.check_weight(method, motion.default_weight(method) if
                                  args.temporal_weight is None else args.temporal_weight)
@@ -320,7 +329,9 @@ def _video(args: argparse.Namespace) -> None:
     store = video.FrameStore(out, {"video": str(source), "bytes": source.stat().st_size,
                                    "modified": source.stat().st_mtime_ns, "size": size,
                                    "styles": styles, "method": method.name,
-                                   "settings": settings, "weight": weight})
+                                   "settings": settings, "weight": weight,
+                                   "stylelib": package_digest(),
+                                   "files": [_digest(s) for s, _ in styles]})
     kept = store.count()
     if kept:
         print(f"going on from {kept} finished frames kept in {store.folder}")
@@ -344,6 +355,13 @@ def _video(args: argparse.Namespace) -> None:
     print(f"{method.name}: wrote {out} ({count} frames, {size[1]}x{size[0]}, "
           f"{float(info.fps):.3g} fps) in {seconds:.1f} s, "
           f"{seconds / max(count - kept, 1):.2f} s a painted frame on {device}{sound}")
+
+
+def _digest(source: str) -> str | None:
+    """The sha256 of a STYLE that is a file (a painting or trained weights), else ``None``:
+    retrained weights must not resume a video painted with the old ones."""
+    path = Path(source).expanduser()
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

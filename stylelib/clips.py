@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from stylelib.errors import StylelibError, check_int
+from stylelib.flow import pixel_grid
 from stylelib.images import check_image, resize_to
 
 
@@ -53,10 +54,8 @@ def _view(camera: Camera, t: float, size: tuple[int, int], photo: tuple[int, int
 
 
 def _grid(size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every pixel's column and row in a frame of ``size``, float64."""
-    rows, columns = torch.meshgrid(torch.arange(size[0], dtype=torch.float64),
-                                   torch.arange(size[1], dtype=torch.float64), indexing="ij")
-    return columns, rows
+    """Every pixel's column and row in a frame of ``size``, float64: exact positions."""
+    return pixel_grid(size[0], size[1], torch.empty(0, dtype=torch.float64))
 
 
 def _positions(camera: Camera, t: float, size: tuple[int, int], photo: tuple[int, int]

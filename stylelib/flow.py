@@ -36,8 +36,8 @@ def optical_flow(frame: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(offsets).permute(2, 0, 1).unsqueeze(0).to(frame.device)
 
 
-def _pixel_grid(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every pixel's column (x) and row (y), in ``like``'s dtype and device."""
+def pixel_grid(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every pixel's column (x) and row (y) in a frame, in ``like``'s dtype and device."""
     rows = torch.arange(height, dtype=like.dtype, device=like.device)
     columns = torch.arange(width, dtype=like.dtype, device=like.device)
     y, x = torch.meshgrid(rows, columns, indexing="ij")
@@ -53,7 +53,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     if tuple(flow.shape[-2:]) != (height, width):
         raise StylelibError(f"The flow is {tuple(flow.shape[-2:])}, the image {(height, width)}:"
                             " compute the flow on frames of the image's size.")
-    x, y = _pixel_grid(height, width, flow)
+    x, y = pixel_grid(height, width, flow)
     grid = torch.stack([(x + flow[:, 0]) * 2 / max(width - 1, 1) - 1,
                         (y + flow[:, 1]) * 2 / max(height - 1, 1) - 1], dim=-1)
     grid = grid.expand(image.shape[0], -1, -1, -1) if grid.shape[0] == 1 else grid
@@ -68,7 +68,7 @@ def camera_flow(size: tuple[int, int], shift: tuple[float, float], zoom: float,
     the old frame saw the point (1) or not (0): the motion a network can be trained to
     follow without any video (:func:`stylelib.fast.train`'s temporal term)."""
     height, width = size
-    x, y = _pixel_grid(height, width, like)
+    x, y = pixel_grid(height, width, like)
     centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
     old_x = centre_x + (x - centre_x) / zoom + shift[0]
     old_y = centre_y + (y - centre_y) / zoom + shift[1]
@@ -81,6 +81,10 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     al. 2016): where following it back and then the ``forward`` flow (*t-1* to *t*) does not
     return near the start (the point was hidden in frame *t-1*, or left the frame), and at
     motion boundaries, where the flow's gradient is large against the flow."""
+    height, width = backward.shape[-2:]
+    x, y = pixel_grid(height, width, backward)
+    before_x, before_y = x + backward[:, 0:1], y + backward[:, 1:2]
+    inside = (before_x >= 0) & (before_x <= width - 1) & (before_y >= 0) & (before_y <= height - 1)
     returned = warp(forward, backward)
     round_trip = (backward + returned).square().sum(1, keepdim=True)
     size = backward.square().sum(1, keepdim=True) + returned.square().sum(1, keepdim=True)
@@ -89,4 +93,4 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     dy = F.pad(backward[..., 1:, :] - backward[..., :-1, :], (0, 0, 0, 1))
     gradient = dx.square().sum(1, keepdim=True) + dy.square().sum(1, keepdim=True)
     boundary = gradient > 0.01 * backward.square().sum(1, keepdim=True) + 0.002
-    return (consistent & ~boundary).to(backward.dtype)
+    return (inside & consistent & ~boundary).to(backward.dtype)

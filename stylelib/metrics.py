@@ -138,6 +138,8 @@ def temporal_error(outputs: Sequence[torch.Tensor], frames: Sequence[torch.Tenso
     (:func:`stylelib.flow.optical_flow`, :func:`stylelib.flow.reliable`). Passing the input
     frames as ``outputs`` gives the clip's own error: the floor a stylised clip is held to.
     """
+    if (flows is None) != (masks is None):
+        raise StylelibError("Pass both flows and masks (a made clip's true ones), or neither.")
     if len(outputs) != len(frames) or len(frames) < 2:
         raise StylelibError(f"temporal_error needs as many outputs as frames, at least 2; got "
                             f"{len(outputs)} outputs for {len(frames)} frames.")

@@ -110,13 +110,21 @@ def write_video(path: str | Path, frames: Iterable[torch.Tensor], fps: Fraction 
     rate = Fraction(fps).limit_denominator(1001)
     if target.suffix.lower() == ".gif":
         return write_atomically(target, lambda temporary: _write_gif(temporary, frames, rate))
-    return write_atomically(target, lambda temporary: _encode(temporary, frames, rate,
-                                                              sound_from))
+    try:
+        return write_atomically(target, lambda temporary: _encode(temporary, frames, rate,
+                                                                  sound_from))
+    except av.error.FFmpegError as error:
+        raise StylelibError(
+            f"FFmpeg could not write {target} ({error}): the frames are kept; write a .gif "
+            "(no sound), or re-encode the clip's sound first, and run the same command "
+            "again.") from None
 
 
 def _write_gif(path: Path, frames: Iterable[torch.Tensor], rate: Fraction) -> None:
     """A looping GIF, each frame with its own adaptive palette (Pillow)."""
     pictures = [to_pil(frame) for frame in frames]
+    if not pictures:
+        raise StylelibError("No frames to write.")
     pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:],
                      duration=round(1000 / float(rate)), loop=0)
 
@@ -236,8 +244,8 @@ class FrameStore:
         save_image(image, self.path(index))
 
     def count(self) -> int:
-        """How many frames are kept."""
-        return len(list(self.folder.glob("*.png")))
+        """How many frames are kept (not counting a temporary file a killed write left)."""
+        return len(list(self.folder.glob("[0-9]*.png")))
 
     def frames(self, count: int) -> Iterator[torch.Tensor]:
         """Frames 0 … ``count`` - 1, read back in order."""

@@ -81,6 +81,14 @@ def test_reliable_flags_the_uncovered_pixels(clip: Clip) -> None:
     assert float(trusted[hidden].mean()) < float(trusted[~hidden].mean())
 
 
+def test_reliable_refuses_points_that_came_in_from_outside_the_frame(clip: Clip) -> None:
+    backward = torch.zeros(1, 2, *SIZE)
+    backward[:, 0] = 2.5  # a pan: every point was 2.5 columns further right
+    trusted = reliable(backward, -backward)
+    assert float(trusted[..., -2:].max()) == 0  # the columns that came into view
+    assert float(trusted[..., :-3].min()) == 1
+
+
 def test_warp_by_whole_pixels_shifts_and_zero_flow_keeps(clip: Clip) -> None:
     frame = clip.frames[0]
     flow = torch.zeros(1, 2, *SIZE)
@@ -122,6 +130,8 @@ def test_a_still_clip_has_no_temporal_error(clip: Clip) -> None:
     assert temporal_error(still, still) == pytest.approx(0, abs=1e-9)
     with pytest.raises(StylelibError, match="as many outputs as frames"):
         temporal_error(still[:2], still)
+    with pytest.raises(StylelibError, match="Pass both flows and masks"):
+        temporal_error(still, still, flows=[torch.zeros(1, 2, *SIZE)] * 2)
 
 
 # --------------------------------------------------------------------------- video files
@@ -342,6 +352,7 @@ def test_video_command_goes_on_after_ctrl_c(clip: Clip, tmp_path: Path, mirror: 
 @pytest.mark.parametrize(("args", "message"), [
     (["--temporal-weight", "1"], "below 1"),
     (["--size", "4"], "must be an integer >= 16"),
+    (["--size", "18"], "each side must be at least 16 px: use --size 20 or more"),
     (["--tile", "600", "--method", "gatys"], "--tile does not apply to --method gatys"),
 ])
 def test_video_command_refuses_bad_settings(args: list[str], message: str, clip: Clip,
