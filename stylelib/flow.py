@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from stylelib.errors import StylelibError
-from stylelib.images import check_image
+from stylelib.images import to_array
 
 
 def _grey(frame: torch.Tensor) -> np.ndarray:
     """An RGB frame in [0, 1] as the 8-bit grey array OpenCV's flow reads."""
-    array = check_image(frame, "frame")[0].clamp(0, 1).mul(255).round().byte()
-    return cv2.cvtColor(array.permute(1, 2, 0).cpu().numpy(), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(to_array(frame, "frame"), cv2.COLOR_RGB2GRAY)
 
 
 def optical_flow(frame: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:

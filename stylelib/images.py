@@ -242,11 +242,17 @@ def shuffle_tiles(
     return shuffled.reshape(1, 3, tile_h * n, tile_w * n)
 
 
+def to_array(tensor: torch.Tensor, name: str = "image") -> np.ndarray:
+    """A ``[1, 3, H, W]`` or ``[3, H, W]`` tensor in [0, 1] as the ``H x W x 3`` 8-bit array
+    an image file, a video frame or OpenCV holds (rounded, not truncated)."""
+    tensor = check_image(tensor.detach(), name)
+    array = tensor[0].clamp(0, 1).permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
+    return np.ascontiguousarray(array)
+
+
 def to_pil(tensor: torch.Tensor) -> Image.Image:
     """Convert a ``[1, 3, H, W]`` or ``[3, H, W]`` tensor in [0, 1] to an RGB PIL image."""
-    tensor = check_image(tensor.detach())
-    array = tensor[0].clamp(0, 1).permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
-    return Image.fromarray(array, mode="RGB")
+    return Image.fromarray(to_array(tensor), mode="RGB")
 
 
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}

@@ -98,9 +98,8 @@ def seam_ratio(image: torch.Tensor, parts: Sequence[Tile]) -> float:
     gradient counted there is the one across the seam (horizontal for tiles side by side),
     compared with the same gradient elsewhere; the two directions' ratios are averaged.
     """
-    image = check_image(image).float()
-    across_columns = (image[..., :, 1:] - image[..., :, :-1]).abs().mean(dim=(0, 1, 2))
-    across_rows = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(dim=(0, 1, 3))
+    across, down = _neighbour_differences(image)
+    across_columns, across_rows = across.mean(dim=(0, 1, 2)), down.mean(dim=(0, 1, 3))
     ratios = []
     for gradients, starts, length in ((across_columns, {p.left for p in parts}, parts[0].width),
                                       (across_rows, {p.top for p in parts}, parts[0].height)):
@@ -119,10 +118,15 @@ def detail(image: torch.Tensor) -> float:
     """Mean absolute difference between neighbouring pixels, across and down: how much fine
     texture a picture holds. A fix against flicker that blends frames lowers it (strokes that
     moved are averaged into a smear); the ratio to the per-frame result measures that loss."""
+    across, down = _neighbour_differences(image)
+    return float(across.mean() + down.mean()) / 2
+
+
+def _neighbour_differences(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Absolute differences between each pixel and its right, and its lower, neighbour."""
     image = check_image(image).float()
-    across = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
-    down = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
-    return float(across + down) / 2
+    return ((image[..., :, 1:] - image[..., :, :-1]).abs(),
+            (image[..., 1:, :] - image[..., :-1, :]).abs())
 
 
 @torch.no_grad()

@@ -64,10 +64,8 @@ class Painting:
 def check_weight(method: Method, weight: float) -> float:
     """Refuse a temporal weight the method cannot use: any weight >= 0 for an anchored
     optimisation; a share from 0 up to below 1 for a blend (1 would never change the picture)."""
-    if method.anchors:
-        return check_number(weight, "--temporal-weight")
     check_number(weight, "--temporal-weight")
-    if weight >= 1:
+    if not method.anchors and weight >= 1:
         raise StylelibError(f"--temporal-weight for --method {method.name} is the share of the "
                             f"previous frame kept, below 1; got {weight}. Try 0.6.")
     return weight

@@ -18,12 +18,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import torch
 
 from stylelib.errors import StylelibError
 from stylelib.files import write_atomically
-from stylelib.images import check_image, load_image, resize_to, save_image, to_pil
+from stylelib.images import load_image, resize_to, save_image, to_array, to_pil
 
 CODECS = {".mp4": ("libx264", "aac"), ".mov": ("libx264", "aac"), ".mkv": ("libx264", "aac"),
           ".webm": ("libvpx-vp9", "libopus")}
@@ -163,9 +162,7 @@ def _encode(path: Path, frames: Iterable[torch.Tensor], rate: Fraction,
 
 def _picture(frame: torch.Tensor) -> av.VideoFrame:
     """One ``[1, 3, H, W]`` frame in [0, 1] as an 8-bit RGB frame for the encoder."""
-    array = check_image(frame, "frame")[0].clamp(0, 1).mul(255).round().byte()
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(array.permute(1, 2, 0).cpu().numpy()),
-                                      format="rgb24")
+    return av.VideoFrame.from_ndarray(to_array(frame, "frame"), format="rgb24")
 
 
 @contextlib.contextmanager
