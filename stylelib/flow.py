@@ -93,3 +93,13 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     gradient = dx.square().sum(1, keepdim=True) + dy.square().sum(1, keepdim=True)
     boundary = gradient > 0.01 * backward.square().sum(1, keepdim=True) + 0.002
     return (inside & consistent & ~boundary).to(backward.dtype)
+
+
+def end_point_error(guess: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> float:
+    """How far a flow is from the true one: the mean distance in pixels between their offsets,
+    over the pixels where ``mask`` is 1 (the standard measure of optical-flow benchmarks)."""
+    if guess.shape != truth.shape:
+        raise StylelibError(f"Two flows of one size are needed, got {tuple(guess.shape)} and "
+                            f"{tuple(truth.shape)}.")
+    distance = (guess - truth).square().sum(1, keepdim=True).sqrt()
+    return float((distance * mask).sum() / mask.sum().clamp(min=1))

@@ -19,7 +19,7 @@ LAYERS = [
      "prior_training", "stable_diffusion", "magenta", "gan"},
     {"metrics"},
     {"benchmarks", "methods", "scaling"},
-    {"comparison", "motion"},
+    {"comparison", "motion", "motion_study"},
     {"bench", "cli", "__init__", "__main__"},
     {"tryit", "tryit_build"},
 ]

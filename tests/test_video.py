@@ -16,7 +16,7 @@ from stylelib import gatys, methods, motion, video
 from stylelib.cli import main
 from stylelib.clips import Camera, Clip, make_clip
 from stylelib.errors import StylelibError
-from stylelib.flow import optical_flow, reliable, warp
+from stylelib.flow import end_point_error, optical_flow, reliable, warp
 from stylelib.images import load_image
 from stylelib.metrics import detail, ssim, temporal_error
 
@@ -57,19 +57,13 @@ def test_the_object_uncovers_pixels_the_flow_cannot_explain(clip: Clip) -> None:
     assert 0.8 < float(mask.mean()) < 1
 
 
-def _end_point_error(guess: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> float:
-    """Mean distance in pixels between two flows where ``mask`` holds."""
-    error = (guess - truth).square().sum(1, keepdim=True).sqrt()
-    return float((error * mask).sum() / mask.sum())
-
-
 def test_dis_flow_agrees_with_the_true_flow(clip: Clip) -> None:
     for t in (1, 4):
         flow = optical_flow(clip.frames[t], clip.frames[t - 1])
         truth, mask = clip.flows[t - 1], clip.reliable[t - 1]
         # at 64 px the frames hold little texture; at 256 px DIS is within 0.2 px
-        assert (_end_point_error(flow, truth, mask)
-                < 0.4 * _end_point_error(torch.zeros_like(flow), truth, mask))
+        assert (end_point_error(flow, truth, mask)
+                < 0.4 * end_point_error(torch.zeros_like(flow), truth, mask))
 
 
 def test_reliable_flags_the_uncovered_pixels(clip: Clip) -> None:
@@ -223,6 +217,15 @@ def test_embedded_video_carries_three_playable_copies(clip: Clip, tmp_path: Path
         data = base64.b64decode(page[start:page.index('"', start)])
         (tmp_path / f"back{suffix}").write_bytes(data)
         assert len(list(video.read_frames(tmp_path / f"back{suffix}"))) == len(clip.frames)
+
+
+def test_an_embedded_gif_is_made_smaller_than_a_wide_clip(clip: Clip, tmp_path: Path) -> None:
+    wide = [torch.cat([frame] * 6, dim=-1) for frame in clip.frames[:3]]  # 384 px wide
+    page = video.embed(wide, 12)
+    start = page.index("data:image/gif;base64,") + len("data:image/gif;base64,")
+    (tmp_path / "back.gif").write_bytes(base64.b64decode(page[start:page.index('"', start)]))
+    assert video.probe(tmp_path / "back.gif").width == video.GIF_WIDTH
+    assert 'width="384"' in page  # shown at the clip's size
 
 
 def test_frame_store_keeps_frames_for_one_key_only(clip: Clip, tmp_path: Path) -> None:

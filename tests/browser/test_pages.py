@@ -135,6 +135,58 @@ async () => {
 """
 
 
+# Every <video> in the article: wait until it can play (or fails), note its duration and which
+# source it chose, play it muted for about a second, and note how far its clock moved.
+VIDEOS_JS = """
+async () => {
+  const videos = [...(document.querySelector("article") || document.body)
+    .querySelectorAll("video")];
+  const ready = (v) => new Promise((done) => {
+    if (v.readyState >= 2) return done("ready");
+    if (v.networkState === 3) return done("no source played");  // NETWORK_NO_SOURCE
+    v.addEventListener("canplay", () => done("ready"), {once: true});
+    v.addEventListener("error", () => done("error"), {once: true});
+    const sources = v.querySelectorAll("source");  // a source's failure fires on it, not v
+    if (sources.length) sources[sources.length - 1].addEventListener(
+      "error", () => done("no source played"), {once: true});
+    setTimeout(() => done("timeout"), 15000);
+  });
+  const results = [];
+  for (const [n, v] of videos.entries()) {
+    v.muted = true;
+    v.scrollIntoView();
+    const state = await ready(v);
+    const before = v.currentTime;
+    let played = "";
+    try {
+      played = await Promise.race([v.play().then(() => ""),
+        new Promise((r) => setTimeout(() => r("play() never settled"), 3000))]);
+    } catch (e) { played = String(e); }
+    await new Promise((r) => setTimeout(r, 1200));
+    results.push({name: "video #" + (n + 1), state, duration: v.duration, before,
+                  after: v.currentTime, source: (v.currentSrc || "").slice(0, 30), played,
+                  error: v.error ? v.error.code : null});
+    v.pause();
+  }
+  return results;
+}
+"""
+
+
+def video_problems(video: dict[str, Any]) -> list[str]:
+    """What is wrong with one video a page played (empty when it played)."""
+    problems = []
+    if video["state"] != "ready":
+        problems.append(f"never became playable ({video['state']}, media error {video['error']})")
+    if not (isinstance(video["duration"], (int, float)) and 0 < video["duration"] < 3600):
+        problems.append(f"has no duration ({video['duration']!r})")
+    if video["played"]:
+        problems.append(f"refused to play: {video['played']}")
+    if not video["after"] > video["before"]:
+        problems.append(f"its time did not advance ({video['before']} -> {video['after']} s)")
+    return problems
+
+
 # --------------------------------------------------------------------------- what a visit records
 
 
@@ -159,6 +211,7 @@ class PageReport:
     launch: list[str] = field(default_factory=list)
     badge_first: bool = False
     sliders: list[dict[str, Any]] = field(default_factory=list)
+    videos: list[dict[str, Any]] = field(default_factory=list)
     js_errors: list[str] = field(default_factory=list)
 
     def require_loaded(self) -> None:
@@ -214,6 +267,7 @@ def visit(browser: Browser, base: str, page_name: str) -> PageReport:
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=shot, full_page=True)
         report.sliders = page.evaluate(SLIDERS_JS)
+        report.videos = page.evaluate(VIDEOS_JS)
         report.failed_resources = list(failures)
     except Exception as error:  # a timeout or a crashed page: recorded, reported per page
         report.error = f"{type(error).__name__}: {error}"
@@ -296,6 +350,28 @@ def test_slider_check_catches_a_dead_slider(browser: Browser) -> None:
     assert len(found) == 2
     assert slider_problems(found[0]) == []
     assert slider_problems(found[1]), "a slider whose script is gone must be reported"
+
+
+def test_video_check_catches_a_video_that_does_not_play(browser: Browser) -> None:
+    """The video check passes on a clip from stylelib.video.embed and fails on a broken one."""
+    import torch
+
+    from stylelib.video import embed
+
+    frames = [torch.full((1, 3, 32, 48), i / 12) for i in range(12)]
+    good = embed(frames, 12, caption="grey ramp")
+    broken = good.replace("base64,", "base64,AAAA", 2)  # both video sources damaged
+    page = browser.new_page()
+    try:
+        found = []
+        for markup in (good, broken):
+            page.set_content(f"<!doctype html><body>{markup}</body>")
+            found.extend(page.evaluate(VIDEOS_JS))
+    finally:
+        page.close()
+    assert len(found) == 2
+    assert video_problems(found[0]) == []
+    assert video_problems(found[1]), "a video that cannot be decoded must be reported"
 
 
 # --------------------------------------------------------------------------- every page
@@ -422,6 +498,22 @@ def test_sliders_switch_frames(page: str, report_of: Callable[[str], PageReport]
             "static sliders that do not work",
             problems + [f"JavaScript error: {e}" for e in report.js_errors],
         )
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_videos_play(page: str, report_of: Callable[[str], PageReport]) -> None:
+    """Each video has a duration and its time advances when played; a notebook that embeds
+    clips (``video.embed``) must have videos on its page."""
+    report = report_of(page)
+    report.require_loaded()
+    notebook = ROOT / f"{page}.ipynb"
+    if notebook.is_file() and "embed(" in notebook.read_text(encoding="utf-8") \
+            and not report.videos:
+        fail(page, "the notebook embeds clips but the page has no <video>")
+    problems = [f"{video['name']}: {problem}" for video in report.videos
+                for problem in video_problems(video)]
+    if problems:
+        fail(page, "videos that do not play", problems + report.js_errors)
 
 
 @pytest.mark.parametrize("page", NOTEBOOK_PAGES)
