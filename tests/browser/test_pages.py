@@ -156,6 +156,9 @@ async () => {
     v.muted = true;
     v.scrollIntoView();
     const state = await ready(v);
+    v.loop = false;  // a short clip would wrap round within the wait
+    v.pause();
+    v.currentTime = 0;
     const before = v.currentTime;
     let played = "";
     try {
