@@ -95,7 +95,7 @@ def optimize(
     ``callback(step, image)`` sees the image after each step.
     """
     check_int(steps, "steps")
-    x = image.detach().clone().requires_grad_(True)
+    x = image.detach().contiguous().clone().requires_grad_(True)  # L-BFGS views the gradient flat
 
     def fresh() -> torch.optim.Optimizer:
         if optimizer == "lbfgs":

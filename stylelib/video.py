@@ -82,7 +82,7 @@ def read_frames(path: str | Path, size: tuple[int, int] | None = None
     with av.open(str(Path(path).expanduser())) as container:
         for frame in container.decode(container.streams.video[0]):
             array = frame.to_ndarray(format="rgb24")
-            image = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float() / 255
+            image = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous() / 255
             yield image if size is None else resize_to(image, size).clamp(0, 1)
 
 

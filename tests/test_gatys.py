@@ -58,6 +58,16 @@ def test_optimize_reduces_the_loss(
     assert perceptual(image).total.item() < history[0]["total"]
 
 
+def test_optimize_takes_an_image_laid_out_in_any_order(perceptual: PerceptualLoss,
+                                                      photo: torch.Tensor) -> None:
+    """A decoded video frame is a permuted view (channels last in memory); L-BFGS must still
+    run on it."""
+    channels_last = photo.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert not channels_last.is_contiguous()
+    image, history = optimize(channels_last, perceptual, steps=2, progress=False)
+    assert len(history) == 2 and image.shape == photo.shape
+
+
 def test_optimize_leaves_its_input_alone(perceptual: PerceptualLoss, photo: torch.Tensor) -> None:
     before = photo.clone()
     optimize(photo, perceptual, steps=1, optimizer="adam", progress=False)
