@@ -338,7 +338,7 @@ def _video(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     count = 0
     frames = (frame.to(device) for frame in video.read_frames(source, size))
-    job = motion.Painting(method, paint, painting, styles[0][0])
+    job = motion.Painting(method, paint, painting, styles[0][0], device)
     try:
         for _ in tqdm(motion.stylize_frames(frames, job, weight, store),
                       total=info.frames or None, desc=f"{method.name} frames", unit="frame"):

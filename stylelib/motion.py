@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from stylelib.errors import StylelibError, check_number
-from stylelib.flow import optical_flow, reliable, warp
+from stylelib.flow import trusted_flow, warp
 from stylelib.gatys import Anchor
 from stylelib.methods import Method, Mix, Painter
 from stylelib.video import FrameStore
@@ -32,6 +32,8 @@ BLEND = 0.6
 """A one-pass method's default share of the previous result kept where the flow holds. On the
 made clips (README, Video) it cut the temporal error of fast, AdaIN and Magenta to 0.14-0.28x
 of frame by frame's, and kept 0.68-0.80 of their fine detail (:func:`~stylelib.metrics.detail`)."""
+CPU = torch.device("cpu")
+"""Where frames are painted unless a :class:`Painting` says otherwise."""
 ANCHOR_WEIGHT = 500.0
 """Gatys's default temporal-loss weight (on the mean squared pixel difference): 0.26-0.35x of
 frame by frame's temporal error on the made clips. At 2000 the frames follow the measured
@@ -52,13 +54,14 @@ def quantised(image: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class Painting:
     """What to paint each frame with: the method, its loaded painter, the painting's pixels
-    (or a :class:`~stylelib.methods.Mix`, or ``None`` for per-painting networks), and the
-    STYLE the user named."""
+    (or a :class:`~stylelib.methods.Mix`, or ``None`` for per-painting networks), the STYLE
+    the user named, and the device the painter was loaded on (where frames must be)."""
 
     method: Method
     paint: Painter
     painting: torch.Tensor | Mix | None
     style: str
+    device: torch.device = CPU
 
 
 def check_weight(method: Method, weight: float) -> float:
@@ -98,8 +101,7 @@ def _paint(frame: torch.Tensor, previous_frame: torch.Tensor | None,
     method, paint = painting.method, painting.paint
     if previous_frame is None or previous is None or weight == 0:
         return paint(frame, painting.painting, painting.style)
-    flow = optical_flow(frame, previous_frame)
-    mask = reliable(flow, optical_flow(previous_frame, frame))
+    flow, mask = trusted_flow(frame, previous_frame)
     carried = warp(previous, flow)
     if method.anchors:
         anchor = Anchor(carried, mask, weight)

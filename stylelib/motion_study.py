@@ -19,12 +19,12 @@ from PIL import Image, ImageDraw
 from stylelib import methods, result_cache
 from stylelib.clips import Camera, Clip, filmed_clip, make_clip, measured_clip
 from stylelib.errors import StylelibError
-from stylelib.flow import warp
+from stylelib.flow import end_point_error, trusted_flow, warp
 from stylelib.images import load_image, to_array
 from stylelib.metrics import detail, ssim, temporal_error
 from stylelib.motion import Painting, stylize_frames
 from stylelib.profiles import Profile
-from stylelib.video import probe, read_frames
+from stylelib.video import frame_size, probe, read_frames
 
 FPS = 24.0
 """The made clips' frame rate."""
@@ -53,10 +53,13 @@ def book_clips(profile: Profile) -> dict[str, Clip]:
 
 def book_filmed_clip(profile: Profile) -> Clip:
     """The first ``2 * profile.clip_frames`` frames of the filmed clip
-    (:func:`~stylelib.clips.filmed_clip`) at its own size, with estimated flows."""
+    (:func:`~stylelib.clips.filmed_clip`), ``profile.size`` pixels wide, with estimated
+    flows."""
     path = filmed_clip()
-    frames = list(itertools.islice(read_frames(path), 2 * profile.clip_frames))
-    return measured_clip(frames, float(probe(path).fps))
+    info = probe(path)
+    frames = itertools.islice(read_frames(path, frame_size(info, profile.size)),
+                              2 * profile.clip_frames)
+    return measured_clip(list(frames), float(info.fps))
 
 
 def shortened(clip: Clip, frames: int) -> Clip:
@@ -76,7 +79,7 @@ def painter(name: str, style: str, side: int, profile: Profile,
     method = methods.get(name)
     paint, _ = method.load(device, method.settings(method.for_profile(profile)))
     picture = load_image(style, side, device=device) if method.reads_painting else None
-    return Painting(method, paint, picture, style)
+    return Painting(method, paint, picture, style, device)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ class Run:
     weight: float
     frames: list[torch.Tensor]
     flicker: float
-    """Temporal error along the clip's true flow, as a multiple of the clip's own."""
+    """Temporal error along the clip's flows (true for a made clip, estimated for a filmed
+    one), as a multiple of the clip's own."""
     likeness: float
     """Mean SSIM of each painted frame to its input frame."""
     detail: float
@@ -96,14 +100,14 @@ class Run:
 
 
 def floor(clip: Clip) -> float:
-    """The clip's own temporal error along its true flow: what a stylised clip is held to."""
+    """The clip's own temporal error along its flows: what a stylised clip is held to."""
     return temporal_error(clip.frames, clip.frames, clip.flows, clip.reliable)
 
 
 def run(clip: Clip, painting: Painting, weight: float) -> Run:
     """Paint every frame of ``clip`` with ``painting``, tied to the last with ``weight`` (0:
     each frame alone), and score the result."""
-    frames = [frame.to(_device(painting)) for frame in clip.frames]
+    frames = [frame.to(painting.device) for frame in clip.frames]
     painted = [image.cpu() for image in stylize_frames(frames, painting, weight)]
     error = temporal_error(painted, clip.frames, clip.flows, clip.reliable)
     return Run(painting.method.name, weight, painted, error / floor(clip),
@@ -114,40 +118,59 @@ def run(clip: Clip, painting: Painting, weight: float) -> Run:
 def seconds_per_frame(clip: Clip, painting: Painting, weight: float) -> float:
     """The time one tied frame costs (the clip's second: flows, warp and the method), with
     the result cache bypassed so the time is of work, not of a cache read."""
-    frames = [frame.to(_device(painting)) for frame in clip.frames[:2]]
+    frames = [frame.to(painting.device) for frame in clip.frames[:2]]
     painted = stylize_frames(frames, painting, weight)
     next(painted)
     with result_cache.bypassed():
         started = time.perf_counter()
         next(painted)
+        if painting.device.type == "cuda":
+            torch.cuda.synchronize(painting.device)
         return time.perf_counter() - started
 
 
-def _device(painting: Painting) -> torch.device:
-    """Where the painting's pixels are (the CPU for a method that reads none)."""
-    picture = painting.painting
-    return picture.device if isinstance(picture, torch.Tensor) else torch.device("cpu")
+def flow_accuracy(clip: Clip) -> tuple[float, float, float]:
+    """How well DIS estimates a made clip's flows: the mean and the worst frame's end-point
+    error (pixels, where the true flow holds), and the share of pixels on which DIS's trusted
+    mask and the true one agree."""
+    errors, agree = [], []
+    for t in range(1, len(clip.frames)):
+        flow, mask = trusted_flow(clip.frames[t], clip.frames[t - 1])
+        errors.append(end_point_error(flow, clip.flows[t - 1], clip.reliable[t - 1]))
+        agree.append(float((mask == clip.reliable[t - 1]).float().mean()))
+    return sum(errors) / len(errors), max(errors), sum(agree) / len(agree)
+
+
+def flicker_panel(result: Run, clip: Clip, t: int) -> Image.Image:
+    """Painted frame ``t`` of ``result`` beside its :func:`flicker_map`, labelled with the
+    run's flicker, as one picture: a frame for a slider over temporal weights."""
+    sheet = beside([[[result.frames[t]], [flicker_map(result.frames, clip, t)]]],
+                   [[f"frame {t}", f"flicker: {result.flicker:.2f} x floor"]])
+    return Image.fromarray(to_array(sheet[0]))
 
 
 def flicker_map(outputs: Sequence[torch.Tensor], clip: Clip, t: int) -> torch.Tensor:
     """Where output ``t`` differs from output ``t - 1`` carried onto it along the clip's true
     flow: black where they agree, white at a colour distance of :data:`FLICKER_SCALE` or more,
     and :data:`UNTRUSTED` blue where the flow does not hold (nothing is measured there)."""
+    if len(outputs) != len(clip.frames):
+        raise StylelibError(f"{len(outputs)} painted frames for a clip of {len(clip.frames)}: "
+                            "pass one painted frame per frame of the clip.")
     if not 1 <= t < len(outputs):
         raise StylelibError(f"A flicker map compares frame t with t - 1: t must be 1 to "
                             f"{len(outputs) - 1}, got {t}.")
-    moved = warp(outputs[t - 1].float(), clip.flows[t - 1])
-    distance = (outputs[t].float() - moved).square().sum(1, keepdim=True).sqrt()
+    moved = warp(outputs[t - 1].float().cpu(), clip.flows[t - 1].cpu())
+    distance = (outputs[t].float().cpu() - moved).square().sum(1, keepdim=True).sqrt()
     grey = (distance / FLICKER_SCALE).clamp(0, 1).expand(-1, 3, -1, -1)
     blue = torch.tensor(UNTRUSTED).view(1, 3, 1, 1)
-    mask = clip.reliable[t - 1]
+    mask = clip.reliable[t - 1].cpu()
     return grey * mask + blue * (1 - mask)
 
 
 def flow_picture(flow: torch.Tensor, largest: float | None = None) -> torch.Tensor:
     """A flow as colours: the hue is the direction a point came from, the brightness how far
     (full at ``largest`` pixels, default the flow's own largest offset)."""
-    x, y = flow[0, 0].double(), flow[0, 1].double()
+    x, y = flow[0, 0].double().cpu(), flow[0, 1].double().cpu()
     length = (x.square() + y.square()).sqrt()
     scale = largest or float(length.max()) or 1.0
     hue = (torch.atan2(y, x) / (2 * torch.pi)) % 1

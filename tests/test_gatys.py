@@ -60,8 +60,8 @@ def test_optimize_reduces_the_loss(
 
 def test_optimize_takes_an_image_laid_out_in_any_order(perceptual: PerceptualLoss,
                                                       photo: torch.Tensor) -> None:
-    """A decoded video frame is a permuted view (channels last in memory); L-BFGS must still
-    run on it."""
+    """An image that is a permuted view (channels last in memory, as a decoded video frame or
+    an array from OpenCV is before it is copied): L-BFGS must still run on it."""
     channels_last = photo.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     assert not channels_last.is_contiguous()
     image, history = optimize(channels_last, perceptual, steps=2, progress=False)

@@ -219,13 +219,18 @@ def test_embedded_video_carries_three_playable_copies(clip: Clip, tmp_path: Path
         assert len(list(video.read_frames(tmp_path / f"back{suffix}"))) == len(clip.frames)
 
 
+def test_embedding_no_frames_is_refused() -> None:
+    with pytest.raises(StylelibError, match="No frames"):
+        video.embed([], 12)
+
+
 def test_an_embedded_gif_is_made_smaller_than_a_wide_clip(clip: Clip, tmp_path: Path) -> None:
-    wide = [torch.cat([frame] * 6, dim=-1) for frame in clip.frames[:3]]  # 384 px wide
+    wide = [torch.cat([frame] * 3, dim=-1) for frame in clip.frames[:3]]  # 192 px wide
     page = video.embed(wide, 12)
     start = page.index("data:image/gif;base64,") + len("data:image/gif;base64,")
     (tmp_path / "back.gif").write_bytes(base64.b64decode(page[start:page.index('"', start)]))
     assert video.probe(tmp_path / "back.gif").width == video.GIF_WIDTH
-    assert 'width="384"' in page  # shown at the clip's size
+    assert 'width="192"' in page  # shown at the clip's size
 
 
 def test_frame_store_keeps_frames_for_one_key_only(clip: Clip, tmp_path: Path) -> None:
