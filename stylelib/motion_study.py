@@ -151,8 +151,9 @@ def flicker_panel(result: Run, clip: Clip, t: int) -> Image.Image:
 
 def flicker_map(outputs: Sequence[torch.Tensor], clip: Clip, t: int) -> torch.Tensor:
     """Where output ``t`` differs from output ``t - 1`` carried onto it along the clip's flow
-    (true for a made clip): black where they agree, white at a colour distance of :data:`FLICKER_SCALE` or more,
-    and :data:`UNTRUSTED` blue where the flow does not hold (nothing is measured there)."""
+    (true for a made clip): black where they agree, white at a colour distance of
+    :data:`FLICKER_SCALE` or more, and :data:`UNTRUSTED` blue where the flow does not hold
+    (nothing is measured there)."""
     if len(outputs) != len(clip.frames):
         raise StylelibError(f"{len(outputs)} painted frames for a clip of {len(clip.frames)}: "
                             "pass one painted frame per frame of the clip.")
