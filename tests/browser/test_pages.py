@@ -333,6 +333,20 @@ def test_page_list_covers_the_book() -> None:
         assert entry in NOTEBOOK_PAGES, f"{entry}.ipynb is not a page of _toc.yml"
 
 
+def evaluate_on_each(browser: Browser, markups: list[str], script: str) -> list[Any]:
+    """Run ``script`` on a blank page holding each piece of ``markups`` in turn and collect
+    what it returns (a list per page): the self-tests' way to try a check on known markup."""
+    page = browser.new_page()
+    try:
+        found: list[Any] = []
+        for markup in markups:
+            page.set_content(f"<!doctype html><body>{markup}</body>")
+            found.extend(page.evaluate(script))
+    finally:
+        page.close()
+    return found
+
+
 def test_slider_check_catches_a_dead_slider(browser: Browser) -> None:
     """The slider check passes on a real stylelib slider and fails when its script is gone."""
     from PIL import Image
@@ -342,14 +356,7 @@ def test_slider_check_catches_a_dead_slider(browser: Browser) -> None:
     frames = [Image.new("RGB", (8, 6), (60 * i, 90, 200 - 60 * i)) for i in range(3)]
     live = frame_slider([1, 10, 100], frames, label="weight").html
     dead = live[: live.index("<script>")] + "</figure>"
-    page = browser.new_page()
-    try:
-        found = []
-        for markup in (live, dead):
-            page.set_content(f"<!doctype html><body>{markup}</body>")
-            found.extend(page.evaluate(SLIDERS_JS))
-    finally:
-        page.close()
+    found = evaluate_on_each(browser, [live, dead], SLIDERS_JS)
     assert len(found) == 2
     assert slider_problems(found[0]) == []
     assert slider_problems(found[1]), "a slider whose script is gone must be reported"
@@ -364,14 +371,7 @@ def test_video_check_catches_a_video_that_does_not_play(browser: Browser) -> Non
     frames = [torch.full((1, 3, 32, 48), i / 12) for i in range(12)]
     good = embed(frames, 12, caption="grey ramp")
     broken = good.replace("base64,", "base64,AAAA", 2)  # both video sources damaged
-    page = browser.new_page()
-    try:
-        found = []
-        for markup in (good, broken):
-            page.set_content(f"<!doctype html><body>{markup}</body>")
-            found.extend(page.evaluate(VIDEOS_JS))
-    finally:
-        page.close()
+    found = evaluate_on_each(browser, [good, broken], VIDEOS_JS)
     assert len(found) == 2
     assert video_problems(found[0]) == []
     assert video_problems(found[1]), "a video that cannot be decoded must be reported"
