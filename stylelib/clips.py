@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from stylelib import assets
 from stylelib.errors import StylelibError, check_int
 from stylelib.files import write_atomically
-from stylelib.flow import pixel_grid, trusted_flow
+from stylelib.flow import camera_flow, lands_inside, pixel_grid, trusted_flow
 from stylelib.images import check_image, resize_to
 
 
@@ -104,13 +104,6 @@ def _positions(camera: Camera, t: float, size: tuple[int, int], photo: tuple[int
             centre_y + (y - (size[0] - 1) / 2) * scale)
 
 
-def _frame_point(camera: Camera, t: float, size: tuple[int, int], photo: tuple[int, int],
-                 x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Photo points (``x``, ``y``) as positions in frame ``t``: :func:`_positions` undone."""
-    scale, centre_x, centre_y = _view(camera, t, size, photo)
-    return (x - centre_x) / scale + (size[1] - 1) / 2, (y - centre_y) / scale + (size[0] - 1) / 2
-
-
 def _object_box(camera: Camera, t: int, size: tuple[int, int]) -> tuple[int, int]:
     """Top-left corner (row, column) of the moving object in frame ``t``: it starts left of
     the middle, a quarter of the way in, and moves at ``object_speed``."""
@@ -165,7 +158,7 @@ def make_clip(photo: torch.Tensor, size: tuple[int, int], frames: int,
                            _object_box(camera, t, size))
         pictures.append(frame.clamp(0, 1))
         if t:
-            flow, mask = _true_flow(camera, t, middle, size, shape, x, y)
+            flow, mask = _true_flow(camera, t - middle, t, size, shape)
             flows.append(flow)
             masks.append(mask)
     return Clip(pictures, flows, masks, fps)
@@ -185,21 +178,20 @@ def _paste(frame: torch.Tensor, patch: torch.Tensor, corner: tuple[int, int]) ->
     return out
 
 
-def _true_flow(camera: Camera, t: int, middle: float, size: tuple[int, int],
-               photo: tuple[int, int], x: torch.Tensor, y: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The exact backward flow of frame ``t`` (whose pixels see photo points ``x``, ``y``;
-    ``middle`` is the clip's middle frame) and where it holds: the scene's points as frame
-    ``t - 1`` saw them; the object's pixels one step of its speed back."""
-    height, width = size
+def _true_flow(camera: Camera, time: float, t: int, size: tuple[int, int],
+               photo: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact backward flow of frame ``t`` (at ``time`` frames from the clip's middle) and
+    where it holds: the scene's points as frame ``t - 1`` saw them (a camera move of one
+    frame's pan, at that frame's scale, and one zoom step); the object's pixels one step of its
+    speed back."""
+    step = _view(camera, 0.0, size, photo)[0] / _view(camera, time - 1, size, photo)[0]
+    shift = (camera.pan[0] * step, camera.pan[1] * step)
     columns, rows = _grid(size)
-    before_x, before_y = _frame_point(camera, t - 1 - middle, size, photo, x, y)
+    scene, _ = camera_flow(size, shift, camera.zoom, columns)
     on_object = _inside_object(camera, t, size, columns, rows)
     speed_x, speed_y = camera.object_speed
-    before_x = torch.where(on_object, columns - speed_x, before_x)
-    before_y = torch.where(on_object, rows - speed_y, before_y)
-    seen = ((before_x >= 0) & (before_x <= width - 1) & (before_y >= 0)
-            & (before_y <= height - 1))
+    before_x = torch.where(on_object, columns - speed_x, columns + scene[0, 0])
+    before_y = torch.where(on_object, rows - speed_y, rows + scene[0, 1])
     hidden = ~on_object & _inside_object(camera, t - 1, size, before_x, before_y)
-    flow = torch.stack([before_x - columns, before_y - rows]).unsqueeze(0).float()
-    return flow, (seen & ~hidden).float()[None, None]
+    flow = torch.stack([before_x - columns, before_y - rows]).unsqueeze(0)
+    return flow.float(), (lands_inside(flow) & ~hidden).float()

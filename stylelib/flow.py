@@ -71,8 +71,17 @@ def camera_flow(size: tuple[int, int], shift: tuple[float, float], zoom: float,
     centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
     old_x = centre_x + (x - centre_x) / zoom + shift[0]
     old_y = centre_y + (y - centre_y) / zoom + shift[1]
-    seen = (old_x >= 0) & (old_x <= width - 1) & (old_y >= 0) & (old_y <= height - 1)
-    return torch.stack([old_x - x, old_y - y])[None], seen[None, None].to(like.dtype)
+    flow = torch.stack([old_x - x, old_y - y])[None]
+    return flow, lands_inside(flow).to(like.dtype)
+
+
+def lands_inside(flow: torch.Tensor) -> torch.Tensor:
+    """``[N, 1, H, W]``, boolean: whether each pixel, followed back along the backward
+    ``flow``, lands inside the frame before (a point that came in at the edge did not)."""
+    height, width = flow.shape[-2:]
+    x, y = pixel_grid(height, width, flow)
+    before_x, before_y = x + flow[:, 0:1], y + flow[:, 1:2]
+    return (before_x >= 0) & (before_x <= width - 1) & (before_y >= 0) & (before_y <= height - 1)
 
 
 def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
@@ -80,10 +89,6 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     al. 2016): where following it back and then the ``forward`` flow (*t-1* to *t*) does not
     return near the start (the point was hidden in frame *t-1*, or left the frame), and at
     motion boundaries, where the flow's gradient is large against the flow."""
-    height, width = backward.shape[-2:]
-    x, y = pixel_grid(height, width, backward)
-    before_x, before_y = x + backward[:, 0:1], y + backward[:, 1:2]
-    inside = (before_x >= 0) & (before_x <= width - 1) & (before_y >= 0) & (before_y <= height - 1)
     returned = warp(forward, backward)
     round_trip = (backward + returned).square().sum(1, keepdim=True)
     size = backward.square().sum(1, keepdim=True) + returned.square().sum(1, keepdim=True)
@@ -92,7 +97,7 @@ def reliable(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     dy = F.pad(backward[..., 1:, :] - backward[..., :-1, :], (0, 0, 0, 1))
     gradient = dx.square().sum(1, keepdim=True) + dy.square().sum(1, keepdim=True)
     boundary = gradient > 0.01 * backward.square().sum(1, keepdim=True) + 0.002
-    return (inside & consistent & ~boundary).to(backward.dtype)
+    return (lands_inside(backward) & consistent & ~boundary).to(backward.dtype)
 
 
 def trusted_flow(frame: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
