@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 import pooch
 
 from stylelib.errors import AssetError
+from stylelib.files import sha256_of
 
 MIRROR_ENV = "STYLELIB_ASSETS_DIR"
 CACHE_ENV = "STYLELIB_CACHE_DIR"
@@ -105,11 +105,7 @@ def cache_dir() -> Path:
 @cache
 def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
     """Hash a file once per (path, size, mtime): mirrors are read many times per session."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(path)
 
 
 def _verified(path: Path, asset: Asset, origin: str) -> Path:

@@ -8,7 +8,6 @@ stderr (exit status 2) and no output file.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import itertools
 import signal
@@ -24,7 +23,7 @@ from stylelib import assets, bench, methods, motion, upsampling, video
 from stylelib.colour import luminance_only
 from stylelib.data import photo_files
 from stylelib.errors import ImageError, StoppedError, StylelibError, check_blend, command
-from stylelib.files import same_file
+from stylelib.files import same_file, sha256_of
 from stylelib.images import MIN_SIDE, check_output, check_size, load_image, resize, save_image
 from stylelib.profiles import get_profile, pick_device
 from stylelib.result_cache import package_digest
@@ -361,7 +360,7 @@ def _digest(source: str) -> str | None:
     """The sha256 of a STYLE that is a file (a painting or trained weights), else ``None``:
     retrained weights must not resume a video painted with the old ones."""
     path = Path(source).expanduser()
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return sha256_of(path) if path.is_file() else None
 
 
 def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,6 +3,7 @@ file, and an existing file is replaced only by a complete new one."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -42,6 +43,16 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of the file's bytes, in hex, read in 1 MiB blocks (a wheel or weights file
+    need not fit in memory twice)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

@@ -24,6 +24,8 @@ from typing import TypeVar, cast
 import joblib
 import torch
 
+from stylelib.files import sha256_of
+
 T = TypeVar("T")
 
 FOLDER_ENV = "STYLELIB_RESULT_CACHE"
@@ -69,7 +71,7 @@ def package_digest() -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(bytes.fromhex(sha256_of(path)))
     return digest.hexdigest()
 
 

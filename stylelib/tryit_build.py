@@ -32,7 +32,7 @@ from torch import nn
 from stylelib import adain, bundled, fast
 from stylelib.assets import credit_lines
 from stylelib.errors import StylelibError
-from stylelib.files import write_atomically
+from stylelib.files import sha256_of, write_atomically
 from stylelib.images import MIN_SIDE, load_image, to_pil
 from stylelib.result_cache import package_digest
 from stylelib.tryit import PAINTING_SIDE, PAINTINGS
@@ -129,11 +129,6 @@ def store_half(path: Path) -> Path:
     return path
 
 
-def _digest(path: Path) -> str:
-    """The file's sha256, in hex."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _cached(cache: Path, make: Callable[[Path], object]) -> Path:
     """The folder that ``make(folder)`` filled, reused while stylelib (its code, bundled weights
     and pinned checksums: :func:`~stylelib.result_cache.package_digest`) and torch are
@@ -150,7 +145,7 @@ def _cached(cache: Path, make: Callable[[Path], object]) -> Path:
 
 def _publish(source: Path, target: Path, stem: str) -> dict[str, Any]:
     """Copy ``source`` into ``target`` as ``stem.<first 12 hex of its sha256><suffix>``."""
-    name = f"{stem}.{_digest(source)[:12]}{source.suffix}"
+    name = f"{stem}.{sha256_of(source)[:12]}{source.suffix}"
     shutil.copyfile(source, target / name)
     return {"url": name, "bytes": source.stat().st_size}
 
