@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stylelib.files import same_file, save_safetensors, write_atomically
+from stylelib.files import same_file, save_safetensors, sha256_of, write_atomically
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -76,3 +77,15 @@ def test_same_file_sees_through_symlinks_and_hard_links(tmp_path: Path) -> None:
     assert same_file(original, tmp_path / "sub" / ".." / "photo.png")
     assert not same_file(original, tmp_path / "copy.png")
     assert not same_file(original, tmp_path / "missing.png")
+
+
+def test_sha256_of_reads_past_one_block_and_sees_one_changed_byte(tmp_path: Path) -> None:
+    data = bytearray(torch.randint(0, 256, ((1 << 20) + 7,), dtype=torch.uint8).numpy().tobytes())
+    path = tmp_path / "weights.bin"
+    path.write_bytes(data)
+    first = sha256_of(path)
+    assert first == hashlib.sha256(data).hexdigest()
+    data[-1] ^= 1
+    path.write_bytes(data)
+    assert sha256_of(path) != first
+    assert sha256_of(path) == hashlib.sha256(data).hexdigest()
