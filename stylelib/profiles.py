@@ -53,15 +53,19 @@ class Profile:
     """DDIM steps of a full denoising run (SDEdit at strength s runs ``int(steps * s)``)."""
     clip_frames: int
     """Frames of the made clips that chapter 8 puts in motion (played at 24 fps)."""
+    print_sizes: tuple[int, ...]
+    """Long sides of chapter 7's prints, smallest first: what a larger picture costs."""
     description: str
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32, 4, 20, 256, 10, 6,
+    "quick": Profile("quick", 64, 4, 96, 48, 5, 4, 32, 4, 20, 256, 10, 6, (512, 1024),
                      "CI and smoke tests: tiny images, a few steps"),
     "book": Profile("book", 256, 100, 512, 128, 5, 150, 128, 4, 2000, 2048, 25, 24,
+                    (512, 1024, 2048, 4096),
                     "the CPU-built book: results that look right"),
     "full": Profile("full", 512, 500, 1024, 256, 7, 2000, 256, 4, 10000, 2048, 50, 32,
+                    (512, 1024, 2048, 4096),
                     "paper-like settings, for a GPU"),
 }
 
