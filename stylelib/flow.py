@@ -1,6 +1,7 @@
 """Optical flow between video frames, warping along it, and where it cannot be trusted: what the
 temporal error (:func:`stylelib.metrics.temporal_error`) and the video fixes
-(:mod:`stylelib.motion`) need.
+(:mod:`stylelib.motion`) need. The measure keeps to Ruder et al.'s trusted pixels; the fixes
+also carry paint where :func:`filled` finds a neighbour's flow that fits (:func:`carrying_flow`).
 
 A flow here is a ``[1, 2, H, W]`` tensor of pixel offsets (x, y) *backwards*: for each pixel of
 frame *t*, where the same point of the scene was in frame *t-1*. :func:`warp` moves frame
@@ -105,6 +106,76 @@ def trusted_flow(frame: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Ten
     :func:`optical_flow` both ways and :func:`reliable` on the pair."""
     flow = optical_flow(frame, previous)
     return flow, reliable(flow, optical_flow(previous, frame))
+
+
+FILL_REACH = (3, 6, 9, 12)
+"""How far, in pixels, :func:`filled` looks for a trusted neighbour (in eight directions at
+each distance): past the band, about 8 px wide at 256 px, where DIS blurs two motions."""
+FILL_WINDOW = 2
+"""The radius of the window over which a candidate flow's fit is judged (5 x 5 pixels)."""
+FILL_QUANTILE = 0.9
+"""A candidate is taken when it fits as well as this share of the trusted pixels' own flows."""
+
+
+def _mismatch(frame: torch.Tensor, previous: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``[N, 1, H, W]``: how badly ``previous`` carried along each of ``flow``'s N flows
+    matches ``frame``, as the squared colour difference averaged over each pixel's window."""
+    moved = warp(previous.expand(flow.shape[0], -1, -1, -1), flow)
+    difference = (frame - moved).square().sum(1, keepdim=True)
+    # The window's mean from an integral image (float64: exact sums), 4x faster than avg_pool2d.
+    side = 2 * FILL_WINDOW + 1
+    padded = F.pad(difference, (FILL_WINDOW,) * 4, mode="replicate").double()
+    total = F.pad(padded.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    window = (total[..., side:, side:] - total[..., :-side, side:] - total[..., side:, :-side]
+              + total[..., :-side, :-side])
+    return (window / side**2).to(difference.dtype)
+
+
+def _neighbour(field: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``field`` moved so each pixel holds the value ``(dy, dx)`` pixels away (edges repeated)."""
+    reach = max(abs(dy), abs(dx))
+    height, width = field.shape[-2:]
+    padded = F.pad(field, (reach,) * 4, mode="replicate")
+    return padded[..., reach + dy:reach + dy + height, reach + dx:reach + dx + width]
+
+
+def filled(frame: torch.Tensor, previous: torch.Tensor, flow: torch.Tensor,
+           trusted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``flow`` and ``trusted`` with untrusted pixels filled from trusted neighbours where one
+    fits. Each untrusted pixel tries the flows of the trusted pixels :data:`FILL_REACH` away
+    and keeps the one along which ``previous`` best matches ``frame`` around it, if that match
+    is as good as :data:`FILL_QUANTILE` of the trusted pixels' own.
+
+    Next to a moving object, DIS blurs the object's motion and the scene's into a band that
+    :func:`reliable` rightly distrusts; there each pixel finds the motion of its own side. A
+    point that was hidden in ``previous`` finds no flow that matches, and stays untrusted.
+    On the made clip with a moving square this cut the truly visible pixels left untrusted
+    from 5.6 % to 1.3 %, while pixels trusted with a flow more than 1 px wrong rose from 0.4 %
+    to 0.9 %."""
+    own = _mismatch(frame, previous, flow)
+    if not bool((trusted > 0).any()):
+        return flow, trusted
+    good_enough = torch.quantile(own[trusted > 0], FILL_QUANTILE)
+    best, choice = torch.full_like(own, float("inf")), flow
+    directions = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+    for reach in FILL_REACH:  # the eight directions at once: one warp of a batch of eight
+        candidates = torch.cat([_neighbour(flow, dy * reach, dx * reach) for dy, dx in directions])
+        usable = torch.cat([_neighbour(trusted, dy * reach, dx * reach) for dy, dx in directions])
+        fit = torch.where(usable > 0, _mismatch(frame, previous, candidates), float("inf"))
+        fit, pick = fit.min(0, keepdim=True)
+        candidate = candidates.gather(0, pick.expand(1, 2, -1, -1))
+        better = fit < best
+        best, choice = torch.where(better, fit, best), torch.where(better, candidate, choice)
+    fill = (trusted == 0) & (best <= good_enough) & lands_inside(choice)
+    return torch.where(fill, choice, flow), torch.where(fill, torch.ones_like(trusted), trusted)
+
+
+def carrying_flow(frame: torch.Tensor, previous: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flow along which the video fixes (:mod:`stylelib.motion`) carry the previous result
+    onto ``frame``, and where it holds: :func:`trusted_flow`, :func:`filled` in. The flicker
+    measure keeps Ruder et al.'s :func:`trusted_flow` unchanged."""
+    return filled(frame, previous, *trusted_flow(frame, previous))
 
 
 def end_point_error(guess: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> float:

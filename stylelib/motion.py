@@ -1,5 +1,7 @@
 """Stylising a video's frames without flicker: each frame is painted by a registered method and
-tied to the previous frame's result, carried along the optical flow of the input frames.
+tied to the previous frame's result, carried along the optical flow of the input frames
+(:func:`~stylelib.flow.carrying_flow`: trusted where Ruder et al.'s test holds, and filled in
+next to moving objects, where DIS blurs two motions into one).
 
 * A one-pass network (fast, AdaIN, Magenta, SDEdit) keeps ``weight`` of the previous result,
   warped, wherever the flow can be trusted, and its own new picture elsewhere: a blend along
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from stylelib.errors import StylelibError, check_number
-from stylelib.flow import trusted_flow, warp
+from stylelib.flow import carrying_flow, warp
 from stylelib.gatys import Anchor
 from stylelib.methods import Method, Mix, Painter
 from stylelib.video import FrameStore
@@ -30,15 +32,15 @@ LONGEST = 512
 """The frames' long side unless told (a larger clip is made smaller)."""
 BLEND = 0.6
 """A one-pass method's default share of the previous result kept where the flow holds. On the
-made clips (chapter 8) it cut the temporal error of fast, AdaIN and Magenta to 0.14-0.29x of
-frame by frame's, and kept 0.65-0.81 of their fine detail (:func:`~stylelib.metrics.detail`)."""
+made clips (chapter 8) it cut the temporal error of fast, AdaIN and Magenta to 0.14-0.26x of
+frame by frame's, and kept 0.63-0.81 of their fine detail (:func:`~stylelib.metrics.detail`)."""
 CPU = torch.device("cpu")
 """Where frames are painted unless a :class:`Painting` says otherwise."""
 ANCHOR_WEIGHT = 500.0
-"""Gatys's default temporal-loss weight (on the mean squared pixel difference). With 50 L-BFGS
-steps it cut the temporal error on the made clips to 0.26-0.35x of frame by frame's; with the
-book's 100, on the clip with a moving square, only to 0.61x (1000: 0.68x, 2000: 0.64x), most of
-what is left in the band around the square where the flow is not trusted."""
+"""Gatys's default temporal-loss weight (on the mean squared pixel difference). With the book's
+100 L-BFGS steps, on the made clip with a moving square, it cut the temporal error to 0.25x of
+frame by frame's (The Scream; 0.34x with The Starry Night) along the filled-in flow, against
+0.61x (0.42x) with Ruder et al.'s trusted pixels alone."""
 
 
 def default_weight(method: Method) -> float:
@@ -102,7 +104,7 @@ def _paint(frame: torch.Tensor, previous_frame: torch.Tensor | None,
     method, paint = painting.method, painting.paint
     if previous_frame is None or previous is None or weight == 0:
         return paint(frame, painting.painting, painting.style)
-    flow, mask = trusted_flow(frame, previous_frame)
+    flow, mask = carrying_flow(frame, previous_frame)
     carried = warp(previous, flow)
     if method.anchors:
         anchor = Anchor(carried, mask, weight)
