@@ -122,13 +122,14 @@ def _mismatch(frame: torch.Tensor, previous: torch.Tensor, flow: torch.Tensor) -
     matches ``frame``, as the squared colour difference averaged over each pixel's window."""
     moved = warp(previous.expand(flow.shape[0], -1, -1, -1), flow)
     difference = (frame - moved).square().sum(1, keepdim=True)
-    # The window's mean from an integral image (float64: exact sums), 4x faster than avg_pool2d.
+    # The window's mean from an integral image, summed in float64 on the CPU (no float32
+    # cancellation in long sums; MPS has no float64).
     side = 2 * FILL_WINDOW + 1
-    padded = F.pad(difference, (FILL_WINDOW,) * 4, mode="replicate").double()
+    padded = F.pad(difference, (FILL_WINDOW,) * 4, mode="replicate").to("cpu", torch.float64)
     total = F.pad(padded.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
     window = (total[..., side:, side:] - total[..., :-side, side:] - total[..., side:, :-side]
               + total[..., :-side, :-side])
-    return (window / side**2).to(difference.dtype)
+    return (window / side**2).to(difference.device, difference.dtype)
 
 
 def _neighbour(field: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -148,13 +149,14 @@ def filled(frame: torch.Tensor, previous: torch.Tensor, flow: torch.Tensor,
 
     Next to a moving object, DIS blurs the object's motion and the scene's into a band that
     :func:`reliable` rightly distrusts; there each pixel finds the motion of its own side. A
-    point that was hidden in ``previous`` finds no flow that matches, and stays untrusted.
-    On the made clip with a moving square this cut the truly visible pixels left untrusted
+    point that was hidden in ``previous`` is trusted only where the scene is plain enough for a
+    neighbour's flow to match (on the pan clip, about 63 % of uncovered pixels against Ruder's
+    48 %). On the made clip with a moving square this cut the truly visible pixels left untrusted
     from 5.6 % to 1.3 %, while pixels trusted with a flow more than 1 px wrong rose from 0.4 %
     to 0.9 %."""
-    own = _mismatch(frame, previous, flow)
-    if not bool((trusted > 0).any()):
+    if bool((trusted > 0).all()) or not bool((trusted > 0).any()):
         return flow, trusted
+    own = _mismatch(frame, previous, flow)
     good_enough = torch.quantile(own[trusted > 0], FILL_QUANTILE)
     best, choice = torch.full_like(own, float("inf")), flow
     directions = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))

@@ -5,7 +5,8 @@ next to moving objects, where DIS blurs two motions into one).
 
 * A one-pass network (fast, AdaIN, Magenta, SDEdit) keeps ``weight`` of the previous result,
   warped, wherever the flow can be trusted, and its own new picture elsewhere: a blend along
-  the flow, cheap (two flows and a warp a frame) but it smears what the flow gets wrong.
+  the flow, cheap (two flows, the filling in and a warp a frame) but it smears what the flow
+  gets wrong.
 * Gatys optimisation (a method whose painter takes an ``anchor``) starts from the previous
   result, warped, where the flow holds (the photo elsewhere) and adds Ruder et al.'s temporal
   loss with ``weight``: each frame costs what one image does.
