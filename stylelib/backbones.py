@@ -17,7 +17,6 @@ Inputs are RGB in [0, 1]; each source's own preprocessing happens inside :class:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import zipfile
@@ -33,7 +32,7 @@ from torch import nn
 
 from stylelib import assets
 from stylelib.errors import AssetError, StylelibError
-from stylelib.files import StateDict, save_safetensors
+from stylelib.files import StateDict, save_safetensors, sha256_of
 from stylelib.images import load_image
 
 BACKBONE_ENV = "STYLELIB_BACKBONE"
@@ -178,7 +177,7 @@ def _vgg19_caffe_normalised() -> StateDict:
             "reinstall stylelib, or write them with stylelib.backbones.save_channel_means."
         )
     means = load_file(str(CHANNEL_MEANS))
-    digest = hashlib.sha256(CHANNEL_MEANS.read_bytes()).hexdigest()[:12]
+    digest = sha256_of(CHANNEL_MEANS)[:12]
     return _cached_conversion(f"vgg19-caffe-normalised-{digest}",
                               lambda: normalise(_weights("vgg19-caffe"), means),
                               f"vgg19-caffe / {CHANNEL_MEANS.name} {digest}")

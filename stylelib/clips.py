@@ -158,7 +158,7 @@ def make_clip(photo: torch.Tensor, size: tuple[int, int], frames: int,
                            _object_box(camera, t, size))
         pictures.append(frame.clamp(0, 1))
         if t:
-            flow, mask = _true_flow(camera, t - middle, t, size, shape)
+            flow, mask = _true_flow(camera, t, middle, size, shape)
             flows.append(flow)
             masks.append(mask)
     return Clip(pictures, flows, masks, fps)
@@ -178,13 +178,13 @@ def _paste(frame: torch.Tensor, patch: torch.Tensor, corner: tuple[int, int]) ->
     return out
 
 
-def _true_flow(camera: Camera, time: float, t: int, size: tuple[int, int],
+def _true_flow(camera: Camera, t: int, middle: float, size: tuple[int, int],
                photo: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The exact backward flow of frame ``t`` (at ``time`` frames from the clip's middle) and
+    """The exact backward flow of frame ``t`` (``middle`` is the clip's middle frame) and
     where it holds: the scene's points as frame ``t - 1`` saw them (a camera move of one
     frame's pan, at that frame's scale, and one zoom step); the object's pixels one step of its
     speed back."""
-    step = _view(camera, 0.0, size, photo)[0] / _view(camera, time - 1, size, photo)[0]
+    step = _view(camera, 0.0, size, photo)[0] / _view(camera, t - 1 - middle, size, photo)[0]
     shift = (camera.pan[0] * step, camera.pan[1] * step)
     columns, rows = _grid(size)
     scene, _ = camera_flow(size, shift, camera.zoom, columns)

@@ -242,11 +242,11 @@ def _perceptual_step(net: TransformerNet, loss: PerceptualLoss, device: torch.de
 
 def _losses(step: Callable[[Any], Scored]) -> Callable[[Any], Losses]:
     """``step`` reporting only its :data:`Losses`."""
-    def scored(batch: Any) -> Losses:
+    def reported(batch: Any) -> Losses:
         total, losses, _ = step(batch)
         return total, losses
 
-    return scored
+    return reported
 
 
 MOTION = (4.0, 0.03)
