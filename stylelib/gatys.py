@@ -25,6 +25,7 @@ from stylelib.images import MIN_SIDE, check_image, check_size, resize, resize_to
 from stylelib.losses import CONTENT_LAYERS, STYLE_LAYERS, LossTerms, PerceptualLoss
 from stylelib.precision import reduced
 from stylelib.result_cache import remembered
+from stylelib.tiled_loss import TiledLoss
 
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "noise"]
@@ -59,7 +60,7 @@ class AnchoredTerms(LossTerms):
 class _Anchored:
     """A perceptual loss with an :class:`Anchor`'s term added, for :func:`optimize`."""
 
-    def __init__(self, loss: PerceptualLoss, anchor: Anchor) -> None:
+    def __init__(self, loss: Callable[[torch.Tensor], LossTerms], anchor: Anchor) -> None:
         self.loss, self.anchor = loss, anchor
 
     def __call__(self, image: torch.Tensor) -> AnchoredTerms:
@@ -212,6 +213,7 @@ def stylize(
     init: Init | torch.Tensor = "content",
     preserve_color: bool = False,
     scales: int | None = None,
+    tile: int | None = None,
     backbone: str | None = None,
     seed: int = 0,
     bf16: bool | None = None,
@@ -228,9 +230,13 @@ def stylize(
     at 1/2, 1/4, … of that size and upsamples each result as the next start (coarse to fine),
     which gives large outputs coherent large-scale structure; by default
     (:func:`default_scales`) outputs above 256 px are solved coarse to fine from 128-255 px.
-    ``steps`` counts the evaluations of each level. The style image is resized at every level
-    by the same factor as the photo, so pass it at the output's size for strokes the size the
-    painting has relative to its frame. ``preserve_color`` transfers
+    ``steps`` counts the evaluations of each level. With ``tile``, a level larger than
+    ``tile`` px is optimised in tiles of at most that size (:class:`TiledLoss`: the Gram
+    matrices still of the whole image, memory that of a tile) and takes ``steps`` scaled down
+    by its pixels against a tile's (a quarter at twice the side): it starts from the level
+    below's result and sharpens it. The style image is resized at every level by the same
+    factor as the photo, so pass it at the output's size for strokes the size the painting has
+    relative to its frame. ``preserve_color`` transfers
     style to the luminance only and keeps the photo's colours (Gatys et al. 2017). ``bf16``
     runs the backbone's passes in bfloat16 (the image, Gram matrices and losses stay float32);
     ``None`` does so where the hardware has it (:func:`stylelib.precision.reduced`).
@@ -248,7 +254,7 @@ def stylize(
         "steps": steps, "content_weight": content_weight, "style_weight": style_weight,
         "style_layers": style_layers, "content_layers": content_layers, "tv_weight": tv_weight,
         "optimizer": optimizer, "lr": lr, "init": init, "preserve_color": preserve_color,
-        "scales": scales, "backbone": backbone or default_backbone(), "seed": seed,
+        "scales": scales, "tile": tile, "backbone": backbone or default_backbone(), "seed": seed,
         "precision": (reduced(content.device) if bf16 is None
                       else torch.bfloat16 if bf16 else None),
         "anchor": anchor,
@@ -278,6 +284,7 @@ def _stylize(
     init: Init | torch.Tensor,
     preserve_color: bool,
     scales: int | None,
+    tile: int | None,
     backbone: str,
     seed: int,
     precision: torch.dtype | None,
@@ -303,16 +310,24 @@ def _stylize(
     history: list[dict[str, float]] = []
     for level, side in enumerate(_scales(full_side, levels)):
         level_content = resize(target, side)
-        loss.set_content(level_content)
         loss.set_style([resize(style, max(MIN_SIDE, round(max(style.shape[-2:]) * side
                                                           / full_side))) for style in styles],
                        style_blend)
+        evaluate: Callable[[torch.Tensor], LossTerms] = loss
+        level_steps = steps
+        if tile is not None and side > tile:
+            evaluate = tiled = TiledLoss(loss, tile)
+            tiled.set_content(level_content)
+            level_steps = max(1, round(steps * (tile / side) ** 2))
+        else:
+            loss.set_content(level_content)
         start_image = _start_image(init, image, level_content, side, generator)
         shape = (int(level_content.shape[-2]), int(level_content.shape[-1]))
-        level_loss = loss if anchor is None else _Anchored(loss, Anchor(
-            resize_to(anchor.image, shape), resize_to(anchor.mask, shape), anchor.weight))
+        if anchor is not None:
+            evaluate = _Anchored(evaluate, Anchor(
+                resize_to(anchor.image, shape), resize_to(anchor.mask, shape), anchor.weight))
         image, level_history = optimize(
-            start_image, level_loss, steps=steps, optimizer=optimizer, lr=lr, progress=progress,
+            start_image, evaluate, steps=level_steps, optimizer=optimizer, lr=lr, progress=progress,
             desc=f"gatys {side}px" if levels > 1 else "gatys", callback=callback,
         )
         history += [{**h, "scale": level} for h in level_history]

@@ -192,12 +192,12 @@ def _is_weights(style: str) -> bool:
 
 
 TILE = 1024
-"""The one-pass methods paint larger images in tiles of this many pixels: at 4096 px memory
-then stays that of a 1024 px image."""
+"""Larger images are painted (one-pass methods) or optimised (Gatys) in tiles of this many
+pixels: at 4096 px memory then stays about that of a 1024 px image."""
 
 
 def _tile(how: str) -> Option:
-    """The ``--tile`` option of a one-pass method; ``how`` says what keeps the tiles alike."""
+    """The ``--tile`` option of a method that tiles; ``how`` says what keeps the tiles alike."""
     return Option("tile", int, TILE, f"larger images go in overlapping tiles this big, {how}",
                   minimum=512)
 
@@ -225,7 +225,8 @@ def _load_gatys(device: torch.device, settings: Settings, *, progress: bool = Fa
                              style_weight=settings["style_weight"],
                              content_weight=settings["content_weight"],
                              tv_weight=settings["tv_weight"], init=start, seed=settings["seed"],
-                             scales=settings["scales"], anchor=anchor, progress=progress,
+                             scales=settings["scales"], tile=settings["tile"], anchor=anchor,
+                             progress=progress,
                              callback=on_step).image
 
     return paint, lambda: megabytes(PerceptualLoss())  # what each stylize call builds
@@ -256,7 +257,9 @@ register(Method(
              Option("init", str, "photo", "start from the photo, from noise, or an image file"),
              Option("seed", int, 0, "the noise of --init noise", minimum=0),
              Option("scales", int, None, "coarse-to-fine levels, each twice the last (default: "
-                    "1 up to 256 px, else from 128-255 px up: 3 at 512 px)")),
+                    "1 up to 256 px, else from 128-255 px up: 3 at 512 px)"),
+             _tile("Gram matrices from the whole image; a larger level takes fewer steps, "
+                   "a quarter at twice the side")),
     for_profile=lambda profile: {"steps": profile.steps}, describe=_describe_gatys,
     check=_check_gatys,
     benchmark=benchmarks.bench_gatys,

@@ -94,21 +94,36 @@ def _axis(length: int, tile: int, overlap: int, multiple: int
     return windows
 
 
-def layout(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> list[Tile]:
-    """The tiles covering a ``height`` x ``width`` image, row by row (see :func:`starts`)."""
-    if overlap < 0 or 2 * overlap + multiple > tile:
+def layout(height: int, width: int, tile: int | tuple[int, int], overlap: int,
+           multiple: int = 1) -> list[Tile]:
+    """The tiles covering a ``height`` x ``width`` image, row by row (see :func:`starts`);
+    ``tile`` is a square's side or a ``(height, width)``."""
+    tall, wide = (tile, tile) if isinstance(tile, int) else tile
+    if overlap < 0 or 2 * overlap + multiple > min(tall, wide):
         raise StylelibError(
             f"Tiles of {tile} px cannot overlap by {overlap} px: use an overlap from 0 to "
-            f"{max((tile - multiple) // 2, 0)} px, or larger tiles.")
-    if height % multiple or width % multiple or tile % multiple:
+            f"{max((min(tall, wide) - multiple) // 2, 0)} px, or larger tiles.")
+    if height % multiple or width % multiple or tall % multiple or wide % multiple:
         raise StylelibError(
             f"The image ({height}x{width}) and the tile ({tile} px) must be multiples of "
             f"{multiple} px: pad the image first (stylelib.images.pad_to_multiple).")
     return [Tile(top, left, tile_height, tile_width,
                  (rows[0], columns[0], rows[1], columns[1]),
                  (row_ramp[:, None] * column_ramp[None, :]).float())
-            for top, tile_height, rows, row_ramp in _axis(height, tile, overlap, multiple)
-            for left, tile_width, columns, column_ramp in _axis(width, tile, overlap, multiple)]
+            for top, tile_height, rows, row_ramp in _axis(height, tall, overlap, multiple)
+            for left, tile_width, columns, column_ramp in _axis(width, wide, overlap, multiple)]
+
+
+def fitted(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The smallest window (a multiple of ``multiple``) that covers ``length`` in as few
+    windows as ``tile`` does (:func:`starts`): no more overlap than asked for, so no work
+    is wasted."""
+    count = len(starts(length, tile, overlap, multiple))
+    if count == 1:
+        return min(tile, length)
+    reach = overlap + multiple - 1
+    size = math.ceil((length + (count - 1) * reach) / count)
+    return min(tile, size + -size % multiple)
 
 
 def blend(paint: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,

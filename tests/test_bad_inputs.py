@@ -150,9 +150,10 @@ CLI_ROWS: dict[str, tuple[Args, str]] = {
         "--style-weight does not apply to --method magenta (only to gatys)"),
     "--strength for gatys": (lambda s: ["tubingen", "starry_night", "--strength", "0.3"],
                              "--strength does not apply to --method gatys (only to sdedit)"),
-    "--tile for gatys": (lambda s: ["tubingen", "starry_night", "--tile", "1024"],
-                         "--tile does not apply to --method gatys (only to fast and adain and "
-                         "magenta)"),
+    "--tile for sdedit": (lambda s: ["tubingen", "starry_night", "--method", "sdedit", "--tile",
+                                     "1024"],
+                          "--tile does not apply to --method sdedit (only to gatys and fast and "
+                          "adain and magenta)"),
     "--style-scale for gatys": (lambda s: ["tubingen", "starry_night", "--style-scale", "2"],
                                 "--style-scale does not apply to --method gatys (only to fast "
                                 "and adain and magenta)"),

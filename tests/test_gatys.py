@@ -162,6 +162,38 @@ def test_stylize_coarse_to_fine(mirror_dir: Path) -> None:
     assert seen == [(18, 24)] * 3 + [(36, 48)] * 3
 
 
+def test_levels_above_the_tile_are_optimised_in_tiles_with_fewer_steps(
+    monkeypatch: pytest.MonkeyPatch, mirror_dir: Path
+) -> None:
+    """At 320 px in two levels with 176 px tiles, the 160 px level is solved whole and the
+    320 px one in tiles, with 8 x (176 / 320)² ≈ 2 steps; without a tile every level is whole
+    and takes every step."""
+    content = load_image(mirror_dir / "content" / "tubingen.jpg", size=320)
+    style = load_image(mirror_dir / "style" / "starry_night.jpg", size=160)
+    tiled_sides: list[int] = []
+    real = gatys.TiledLoss
+
+    def spied(loss: PerceptualLoss, tile: int) -> gatys.TiledLoss:
+        made = real(loss, tile)
+        original = made.set_content
+
+        def set_content(image: torch.Tensor) -> None:
+            tiled_sides.append(max(image.shape[-2:]))
+            original(image)
+
+        made.set_content = set_content  # type: ignore[method-assign]
+        return made
+
+    monkeypatch.setattr(gatys, "TiledLoss", spied)
+    tiled = stylize(content, style, steps=8, scales=2, tile=176, backbone=HED, progress=False)
+    assert tiled.image.shape == content.shape
+    assert [entry["scale"] for entry in tiled.history] == [0] * 8 + [1] * 2
+    assert tiled_sides == [320]
+    whole = stylize(content, style, steps=8, scales=2, backbone=HED, progress=False)
+    assert [entry["scale"] for entry in whole.history] == [0] * 8 + [1] * 8
+    assert tiled_sides == [320]
+
+
 @pytest.mark.parametrize(("side", "levels"), [(32, 1), (256, 1), (257, 2), (384, 2), (511, 2),
                                              (512, 3), (1024, 4), (2048, 5)])
 def test_default_pyramid_starts_between_128_and_255_px_above_the_books_size(

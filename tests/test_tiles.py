@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from stylelib.errors import StylelibError
 from stylelib.losses import mean_std
 from stylelib.metrics import psnr, seam_ratio
-from stylelib.tiles import Statistics, Tile, blend, layout, starts
+from stylelib.tiles import Statistics, Tile, blend, fitted, layout, starts
 
 BOUNDED = settings(max_examples=80, deadline=None, database=None)
 
@@ -97,6 +97,25 @@ def test_statistics_gathered_by_tiles_are_the_whole_images(rows: int, columns: i
     whole_mean, whole_std = mean_std(F.avg_pool2d(image, 4))
     assert torch.allclose(mean, whole_mean, atol=1e-5)
     assert torch.allclose(std, whole_std, atol=1e-5)
+
+
+@BOUNDED
+@given(layouts())
+def test_a_fitted_tile_needs_no_more_windows_and_overlaps_as_asked(
+        case: tuple[int, int, int, int, int]) -> None:
+    """:func:`fitted` shrinks the tile to the fewest windows' need: never larger, the same
+    number of windows, still overlapping by ``overlap``, and one grid step smaller would
+    need more windows (no overlap wasted)."""
+    _, length, tile, overlap, multiple = case
+    size = fitted(length, tile, overlap, multiple)
+    assert size <= min(tile, length) and (size % multiple == 0 or size == length)
+    windows = starts(length, size, overlap, multiple)
+    assert len(windows) == len(starts(length, tile, overlap, multiple))
+    assert all(second - first <= size - overlap
+               for first, second in itertools.pairwise(windows))
+    smaller = size - multiple
+    if len(windows) > 1 and smaller >= 2 * overlap + multiple:
+        assert len(starts(length, smaller, overlap, multiple)) > len(windows)
 
 
 def test_tiles_start_evenly_and_end_at_the_edge() -> None:

@@ -384,7 +384,7 @@ def test_video_command_goes_on_after_ctrl_c(clip: Clip, tmp_path: Path, mirror: 
     (["--temporal-weight", "1"], "below 1"),
     (["--size", "4"], "must be an integer >= 16"),
     (["--size", "18"], "each side must be at least 16 px: use --size 20 or more"),
-    (["--tile", "600", "--method", "gatys"], "--tile does not apply to --method gatys"),
+    (["--tile", "600", "--method", "sdedit"], "--tile does not apply to --method sdedit"),
 ])
 def test_video_command_refuses_bad_settings(args: list[str], message: str, clip: Clip,
                                             tmp_path: Path, mirror: Path,
