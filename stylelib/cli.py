@@ -27,7 +27,7 @@ from stylelib.files import same_file, sha256_of
 from stylelib.images import MIN_SIDE, check_output, check_size, load_image, resize, save_image
 from stylelib.profiles import get_profile, pick_device
 from stylelib.result_cache import package_digest
-from stylelib.upsampling import guided_upsample, working_size
+from stylelib.upsampling import guided_upsample, painting_size, working_size
 
 EXAMPLES = """examples:
   python -m stylelib stylize photo.jpg starry_night -o out.png
@@ -115,7 +115,8 @@ def _stylize(args: argparse.Namespace) -> None:
             continue
         if paint is None:  # after the first photo, so a bad photo is the error reported first
             if method.reads_painting:
-                pictures = [load_image(s, work, device=device) for s, _ in styles]
+                side = painting_size(work, args.style_scale or 1.0)
+                pictures = [load_image(s, side, device=device) for s, _ in styles]
                 painting = (pictures[0] if len(styles) == 1 else
                             methods.Mix(pictures, [weight for _, weight in styles]))
             paint, _ = method.load(device, settings, progress=True)

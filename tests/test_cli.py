@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stylelib import adain, gatys, upsampling
+from stylelib import adain, cli, gatys, upsampling
 from stylelib.cli import main
 from stylelib.images import load_image, resize
 from stylelib.metrics import psnr
@@ -283,6 +283,31 @@ def test_a_larger_print_keeps_the_marks_of_the_working_size_unless_style_scale_s
     assert printed.shape == fine.shape and printed.shape[-1] == 128
     assert psnr(resize(printed, 64), work) > 28
     assert psnr(resize(fine, 64), work) < psnr(resize(printed, 64), work) - 5
+
+
+def test_the_painting_keeps_its_pixels_whatever_the_style_scale(
+        mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AdaIN reads the painting at the size where --style-scale 1 paints (64 px here): at 0.5
+    the 128 px print is painted whole beside a 64 px painting, so its marks are half the
+    share of the frame, not a blurred painting's marks; at 2 the 32 px picture gets the
+    64 px painting, marks twice the share."""
+    monkeypatch.setattr(upsampling, "WORKING", 64)
+    read: dict[str, int | None] = {}
+    real = cli.load_image
+
+    def spied(source: str, size: int | None = None, **options: object) -> torch.Tensor:
+        read[str(source)] = size
+        return real(source, size, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "load_image", spied)
+    base = ["stylize", "tubingen", "candy", "--method", "adain", "-o", str(tmp_path / "a.png")]
+    for extra, photo, painting in ((["--size", "128", "--style-scale", "0.5"], 128, 64),
+                                   (["--size", "128", "--style-scale", "2"], 128, 64),
+                                   (["--size", "64"], 64, 64),
+                                   (["--size", "64", "--style-scale", "0.5"], 64, 32)):
+        read.clear()
+        assert main([*base, *extra]) == 0
+        assert read == {"tubingen": photo, "candy": painting}, extra
 
 
 def test_a_seed_gives_a_bit_identical_file_and_init_starts_from_a_file(

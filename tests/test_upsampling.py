@@ -10,7 +10,7 @@ import torch.nn.functional as F  # noqa: N812
 from stylelib.errors import StylelibError
 from stylelib.images import resize
 from stylelib.metrics import psnr
-from stylelib.upsampling import WORKING, guided_upsample, working_size
+from stylelib.upsampling import WORKING, guided_upsample, painting_size, working_size
 
 
 def test_the_working_size_follows_style_scale_and_never_exceeds_the_print() -> None:
@@ -21,6 +21,10 @@ def test_the_working_size_follows_style_scale_and_never_exceeds_the_print() -> N
     for bad in (0, -1, float("nan"), float("inf")):
         with pytest.raises(StylelibError, match="--style-scale must be a positive number"):
             working_size(1024, bad)
+    # the painting keeps the size it has where scale 1 paints, whatever the print
+    assert painting_size(working_size(4 * WORKING, 0.25), 0.25) == WORKING
+    assert painting_size(working_size(4 * WORKING, 2), 2) == WORKING
+    assert painting_size(working_size(WORKING // 2, 1), 1) == WORKING // 2
 
 
 def test_the_photos_fine_detail_comes_back_where_the_painting_follows_it() -> None:
