@@ -115,7 +115,7 @@ def _stylize(args: argparse.Namespace) -> None:
             continue
         if paint is None:  # after the first photo, so a bad photo is the error reported first
             if method.reads_painting:
-                side = painting_size(work, args.style_scale or 1.0)
+                side = painting_size(work, 1.0 if args.style_scale is None else args.style_scale)
                 pictures = [load_image(s, side, device=device) for s, _ in styles]
                 painting = (pictures[0] if len(styles) == 1 else
                             methods.Mix(pictures, [weight for _, weight in styles]))

@@ -158,6 +158,20 @@ def default_scales(side: int) -> int:
     return 1 + int(math.log2(side / COARSEST_SIDE))
 
 
+FULL_STEPS_UP_TO = 1024
+"""Coarse-to-fine levels up to this long side take every step :func:`stylize` is given."""
+
+
+def level_steps(steps: int, side: int) -> int:
+    """The steps a level of long side ``side`` takes: ``steps`` up to
+    :data:`FULL_STEPS_UP_TO` px, then a quarter at twice that side, a sixteenth at four
+    times (at least one). Such a level starts from the one below, already painted, and only
+    sharpens it; each of its steps costs as many times more as it has pixels, so each level
+    takes about the time of the 1024 px one."""
+    check_int(steps, "steps")
+    return max(1, round(steps * min(1.0, FULL_STEPS_UP_TO / side) ** 2))
+
+
 def _scales(size: int, scales: int) -> list[int]:
     """Long sides of a coarse-to-fine pyramid ending at ``size``, each twice the previous."""
     check_int(scales, "scales")
@@ -230,11 +244,11 @@ def stylize(
     at 1/2, 1/4, … of that size and upsamples each result as the next start (coarse to fine),
     which gives large outputs coherent large-scale structure; by default
     (:func:`default_scales`) outputs above 256 px are solved coarse to fine from 128-255 px.
-    ``steps`` counts the evaluations of each level. With ``tile``, a level larger than
-    ``tile`` px is optimised in tiles of at most that size (:class:`TiledLoss`: the Gram
-    matrices still of the whole image, memory that of a tile) and takes ``steps`` scaled down
-    by its pixels against a tile's (a quarter at twice the side): it starts from the level
-    below's result and sharpens it. The style image is resized at every level by the same
+    ``steps`` counts the evaluations of each level up to :data:`FULL_STEPS_UP_TO` px; a larger
+    level takes fewer (:func:`level_steps`). With ``tile``, a level larger than ``tile`` px is
+    optimised in tiles of at most that size (:class:`~stylelib.tiled_loss.TiledLoss`: the Gram
+    matrices still of the whole image, the network's memory that of a tile, the same steps).
+    The style image is resized at every level by the same
     factor as the photo, so pass it at the output's size for strokes the size the painting has
     relative to its frame. ``preserve_color`` transfers
     style to the luminance only and keeps the photo's colours (Gatys et al. 2017). ``bf16``
@@ -247,6 +261,8 @@ def stylize(
     took then; with a ``callback`` the steps always run.
     """
     content = check_image(content, "content")
+    if tile is not None:
+        check_int(tile, "tile")
     styles = ([check_image(style, "style")] if isinstance(style, torch.Tensor) else
               [check_image(s, f"style[{k}]") for k, s in enumerate(style)])
     settings: dict[str, Any] = {
@@ -314,11 +330,9 @@ def _stylize(
                                                           / full_side))) for style in styles],
                        style_blend)
         evaluate: Callable[[torch.Tensor], LossTerms] = loss
-        level_steps = steps
         if tile is not None and side > tile:
             evaluate = tiled = TiledLoss(loss, tile)
             tiled.set_content(level_content)
-            level_steps = max(1, round(steps * (tile / side) ** 2))
         else:
             loss.set_content(level_content)
         start_image = _start_image(init, image, level_content, side, generator)
@@ -327,8 +341,8 @@ def _stylize(
             evaluate = _Anchored(evaluate, Anchor(
                 resize_to(anchor.image, shape), resize_to(anchor.mask, shape), anchor.weight))
         image, level_history = optimize(
-            start_image, evaluate, steps=level_steps, optimizer=optimizer, lr=lr, progress=progress,
-            desc=f"gatys {side}px" if levels > 1 else "gatys", callback=callback,
+            start_image, evaluate, steps=level_steps(steps, side), optimizer=optimizer, lr=lr,
+            progress=progress, desc=f"gatys {side}px" if levels > 1 else "gatys", callback=callback,
         )
         history += [{**h, "scale": level} for h in level_history]
     assert image is not None

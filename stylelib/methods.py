@@ -244,13 +244,16 @@ def _check_gatys(settings: Settings) -> None:
 def _describe_gatys(settings: Settings, size: int) -> str:
     levels = settings["scales"] or gatys.default_scales(size)
     per_level = f" at each of {levels} scales, coarse to fine" if levels > 1 else ""
-    return f"Gatys optimisation ({settings['steps']} L-BFGS steps{per_level})"
+    fewer = (f", {gatys.level_steps(settings['steps'], size)} at {size} px"
+             if gatys.level_steps(settings["steps"], size) < settings["steps"] else "")
+    return f"Gatys optimisation ({settings['steps']} L-BFGS steps{per_level}{fewer})"
 
 
 register(Method(
     "gatys", "Gatys optimisation", "none: optimises every image", _load_gatys,
     summary="optimise, slow, any style", blends=True, steps=True, anchors=True,
-    options=(Option("steps", int, 100, "L-BFGS steps"),
+    options=(Option("steps", int, 100, "L-BFGS steps (each coarse-to-fine level up to 1024 px; "
+                    "a quarter at 2048 px)"),
              Option("style_weight", float, 10.0, "style weight"),
              Option("content_weight", float, 1.0, "content weight"),
              Option("tv_weight", float, 0.0, "total-variation weight, against pixel noise"),
@@ -258,8 +261,7 @@ register(Method(
              Option("seed", int, 0, "the noise of --init noise", minimum=0),
              Option("scales", int, None, "coarse-to-fine levels, each twice the last (default: "
                     "1 up to 256 px, else from 128-255 px up: 3 at 512 px)"),
-             _tile("Gram matrices from the whole image; a larger level takes fewer steps, "
-                   "a quarter at twice the side")),
+             _tile("Gram matrices from the whole image")),
     for_profile=lambda profile: {"steps": profile.steps}, describe=_describe_gatys,
     check=_check_gatys,
     benchmark=benchmarks.bench_gatys,

@@ -4,10 +4,11 @@ The style term needs the Gram matrices of the whole image, and a Gram matrix is 
 positions: a first pass without gradients adds up what each tile's *owned* positions give
 (:class:`stylelib.tiles.Tile`). A second pass backpropagates, tile by tile, the style loss's
 first-order change ``2⟨G - A, ΔG⟩ / ‖A‖²`` with ``G`` the whole image's Gram, plus the tile's
-share of the content error; the tiles' gradients add up to the whole image's. Only a tile's
-activations are held at once, so memory is that of a tile, at about 4/3 of the untiled time
-plus the margin each tile computes around what it owns. The margin stands in for the rest of
-the image as the network sees it; what it leaves out is measured in the tests.
+share of the content error; the tiles' gradients add up to the whole image's. The network's
+activations are held for one tile at a time (the image, its gradient and the optimiser's
+history stay full-size), at about 4/3 of the untiled time plus the margin each tile computes
+around what it owns. The margin stands in for the rest of the image as the network sees it;
+what it leaves out is measured in the tests.
 """
 
 from __future__ import annotations
@@ -28,13 +29,10 @@ MARGIN = 64
 """Pixels each tile computes beyond what it owns, on each side that has a neighbour."""
 
 
-def _owned(features: torch.Tensor, tile: Tile, image_height: int) -> torch.Tensor:
-    """The positions of ``[1, C, h, w]`` features of ``tile``'s window that the tile owns, as
-    ``[C, positions]`` float32."""
-    stride = 2 ** round(math.log2(min(tile.height, image_height - tile.top) / features.shape[-2]))
-    top, left, bottom, right = (edge // stride for edge in tile.owned)
-    # slicing clips the last tiles at the edge; only the owned part is made float32
-    return features[0, :, top:bottom, left:right].float().flatten(1)
+def _stride(window: torch.Tensor, features: torch.Tensor) -> int:
+    """How many times smaller than ``window`` the ``features`` computed from it are (a power
+    of two; a window cut at the image's edge need not be a multiple of it)."""
+    return int(2 ** round(math.log2(window.shape[-2] / features.shape[-2])))
 
 
 class _Precomputed(torch.autograd.Function):
@@ -59,9 +57,9 @@ class TiledLoss:
     (it fixes the image size)."""
 
     def __init__(self, loss: PerceptualLoss, tile: int, margin: int = MARGIN) -> None:
-        if tile < 2 * margin + 2 * STRIDE:
-            raise StylelibError(f"Tiles of {tile} px leave no room inside a {margin} px margin: "
-                                f"use tiles of at least {2 * margin + 2 * STRIDE} px.")
+        if tile < 4 * margin + STRIDE:  # two margins each side of an owned border, and a step
+            raise StylelibError(f"Tiles of {tile} px cannot keep a {margin} px margin round "
+                                f"what they own: use tiles of at least {4 * margin + STRIDE} px.")
         self.loss, self.tile, self.margin = loss, tile, margin
         self.tiles: list[Tile] = []
         self.shape = (0, 0)
@@ -71,10 +69,12 @@ class TiledLoss:
 
     def _owned_features(self, window: torch.Tensor, tile: Tile) -> dict[str, torch.Tensor]:
         """The backbone's features of ``tile``'s window (in the loss's precision), each layer's
-        owned positions only (:func:`_owned`)."""
+        owned positions only, as ``[C, positions]`` float32."""
         with autocast(window.device, self.loss.precision):
             features = self.loss.extractor(window)
-        return {k: _owned(v, tile, self.shape[0]) for k, v in features.items()}
+        # only the owned part is made float32
+        return {k: tile.owned_part(v[0], _stride(window, v)).float().flatten(1)
+                for k, v in features.items()}
 
     def _windows(self, image: torch.Tensor) -> list[tuple[Tile, torch.Tensor]]:
         if tuple(image.shape[-2:]) != self.shape:
@@ -91,7 +91,7 @@ class TiledLoss:
         grid = (height + -height % STRIDE, width + -width % STRIDE)
         tile, overlap = self.tile // STRIDE * STRIDE, 2 * self.margin
         sides = (fitted(grid[0], tile, overlap, STRIDE), fitted(grid[1], tile, overlap, STRIDE))
-        self.tiles = layout(*grid, sides, min(overlap, (min(sides) - STRIDE) // 2), STRIDE)
+        self.tiles = layout(*grid, sides, overlap, STRIDE)
         self.shape = (height, width)
         self.content, energy = [], dict.fromkeys(self.loss.content_layers, 0.0)
         positions: dict[str, int] = {}
@@ -99,7 +99,7 @@ class TiledLoss:
             owned = self._owned_features(window, tile_)
             self.content.append({k: owned[k] for k in self.loss.content_layers})
             for k in self.loss.content_layers:
-                energy[k] += float(owned[k].double().square().sum())
+                energy[k] += float(owned[k].square().sum())
             for k, value in owned.items():
                 positions[k] = positions.get(k, 0) + value.shape[1]
         self.content_energy, self.positions = energy, positions
@@ -112,40 +112,44 @@ class TiledLoss:
             features = self._owned_features(window, tile)
             for k in self.loss.style_targets:
                 flat = features[k]
-                part = (flat @ flat.T).double()  # float32 products, summed in float64
+                # float32 products, summed in float64 on the CPU (MPS has no float64)
+                part = (flat @ flat.T).to("cpu", torch.float64)
                 sums[k] = sums[k] + part if k in sums else part
-        return {k: (total / self.positions[k]).float()[None] for k, total in sums.items()}
+        return {k: (total / self.positions[k]).float()[None].to(image.device)
+                for k, total in sums.items()}
 
     def __call__(self, image: torch.Tensor) -> LossTerms:
-        """The loss's terms on ``[1, 3, H, W]`` ``image``; ``total`` carries the gradient of the
-        whole image's loss, computed here tile by tile."""
+        """The loss's terms on ``[1, 3, H, W]`` ``image`` (unweighted, as
+        :class:`~stylelib.losses.PerceptualLoss` reports them); ``total`` carries the gradient
+        of the whole image's loss, computed here tile by tile."""
         content_weight, style_weight, tv_weight = self.loss.weights
         if not self.tiles or (style_weight and not self.loss.style_targets):
             raise StylelibError("Call set_style on the loss and set_content here first.")
         zero = torch.zeros((), device=image.device)
-        targets = self.loss.style_targets if style_weight else {}
-        grams = self.grams(image) if targets else {}
+        grams = self.grams(image) if self.loss.style_targets else {}
         style, slopes = zero, {}
-        for k, target in targets.items():
+        for k, target in self.loss.style_targets.items():
             energy = target.square().sum() + EPS
             difference = grams[k] - target
             style = style + self.loss.style_weights[k] * difference.square().sum() / energy
-            # d/dF of Σ_p fᵀ S f is the gradient of the relative error through G (S symmetric)
+            # Σ_p fᵀ S f has gradient 2 S f, the relative error's through G (S symmetric)
             slopes[k] = self.loss.style_weights[k] * 2 * difference[0] / energy / self.positions[k]
         gradient = torch.zeros_like(image)
         content = zero
-        for (tile, window), targets_ in zip(self._windows(image), self.content, strict=True):
+        for (tile, window), targets in zip(self._windows(image), self.content, strict=True):
+            if not targets and not style_weight:
+                break  # nothing in the network to evaluate
             part = window.detach().requires_grad_(True)
             with torch.enable_grad():
                 features = self._owned_features(part, tile)
-                content_part = sum(
-                    ((features[k] - t).square().sum()
-                     / (self.content_energy[k] + EPS) for k, t in targets_.items()), zero)
-                style_part = zero
-                for k, slope in slopes.items():
-                    flat = features[k]
-                    style_part = style_part + ((slope @ flat) * flat).sum()
-                (content_weight * content_part + style_weight * style_part).backward()  # type: ignore[no-untyped-call]
+                content_part = sum(((features[k] - t).square().sum()
+                                    / (self.content_energy[k] + EPS)
+                                    for k, t in targets.items()), zero)
+                style_part = sum((((slope @ features[k]) * features[k]).sum()
+                                  for k, slope in slopes.items()), zero)
+                weighted = content_weight * content_part + style_weight * style_part
+                if weighted.requires_grad:
+                    weighted.backward()  # type: ignore[no-untyped-call]
             if part.grad is not None:
                 tile.window(gradient).add_(part.grad)
             content = content + content_part.detach()

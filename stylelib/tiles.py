@@ -46,6 +46,12 @@ class Tile:
         """The window's pixels of ``[B, C, H, W]`` ``image``."""
         return image[..., self.top:self.top + self.height, self.left:self.left + self.width]
 
+    def owned_part(self, features: torch.Tensor, stride: int) -> torch.Tensor:
+        """The owned positions of ``[..., h, w]`` features of the window computed ``stride``
+        times smaller than the image (a window cut at the image's edge is cut here too)."""
+        top, left, bottom, right = (edge // stride for edge in self.owned)
+        return features[..., top:bottom, left:right]
+
 
 def starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
     """Where windows of ``tile`` pixels start to cover ``length`` (a multiple of ``multiple``),
@@ -99,13 +105,16 @@ def layout(height: int, width: int, tile: int | tuple[int, int], overlap: int,
     """The tiles covering a ``height`` x ``width`` image, row by row (see :func:`starts`);
     ``tile`` is a square's side or a ``(height, width)``."""
     tall, wide = (tile, tile) if isinstance(tile, int) else tile
-    if overlap < 0 or 2 * overlap + multiple > min(tall, wide):
+    # an axis that one window covers has no overlap to fit
+    tight = min([side for side, length in ((tall, height), (wide, width)) if length > side],
+                default=None)
+    if overlap < 0 or (tight is not None and 2 * overlap + multiple > tight):
         raise StylelibError(
-            f"Tiles of {tile} px cannot overlap by {overlap} px: use an overlap from 0 to "
-            f"{max((min(tall, wide) - multiple) // 2, 0)} px, or larger tiles.")
+            f"Tiles of {tall}x{wide} px cannot overlap by {overlap} px: use an overlap from 0 to "
+            f"{max(((tight or 0) - multiple) // 2, 0)} px, or larger tiles.")
     if height % multiple or width % multiple or tall % multiple or wide % multiple:
         raise StylelibError(
-            f"The image ({height}x{width}) and the tile ({tile} px) must be multiples of "
+            f"The image ({height}x{width}) and the tile ({tall}x{wide} px) must be multiples of "
             f"{multiple} px: pad the image first (stylelib.images.pad_to_multiple).")
     return [Tile(top, left, tile_height, tile_width,
                  (rows[0], columns[0], rows[1], columns[1]),
@@ -115,15 +124,15 @@ def layout(height: int, width: int, tile: int | tuple[int, int], overlap: int,
 
 
 def fitted(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
-    """The smallest window (a multiple of ``multiple``) that covers ``length`` in as few
-    windows as ``tile`` does (:func:`starts`): no more overlap than asked for, so no work
-    is wasted."""
+    """The smallest window (a multiple of ``multiple``, with room for an overlap each side as
+    :func:`layout` asks) that covers ``length`` in as few windows as ``tile`` does
+    (:func:`starts`): little more overlap than asked for, so little work is wasted."""
     count = len(starts(length, tile, overlap, multiple))
     if count == 1:
         return min(tile, length)
     reach = overlap + multiple - 1
     size = math.ceil((length + (count - 1) * reach) / count)
-    return min(tile, size + -size % multiple)
+    return min(tile, max(size + -size % multiple, 2 * overlap + multiple))
 
 
 def blend(paint: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
@@ -179,8 +188,7 @@ class Statistics:
             raise StylelibError(
                 f"Features {list(features.shape)} do not divide the {tile.height}x{tile.width} "
                 "tile evenly: lay the tiles out on a multiple of the network's stride.")
-        top, left, bottom, right = (edge // stride for edge in tile.owned)
-        owned = features[0, :, top:bottom, left:right].double().flatten(1)
+        owned = tile.owned_part(features[0], stride).double().flatten(1)
         if self.sum is None or self.squares is None:
             self.sum, self.squares = owned.sum(1), owned.square().sum(1)
         else:

@@ -41,11 +41,12 @@ def working_size(size: int, style_scale: float) -> int:
 
 
 def painting_size(work: int, style_scale: float) -> int:
-    """The long side to read the painting at for a working size ``work``: the size it has
-    where ``style_scale`` 1 would paint, so its strokes keep their pixels while the picture
-    grows or shrinks around them. Scaled up with the picture instead, a painting is only
-    blurred past its own pixels, and AdaIN's statistics of a blurred painting paint a pale,
-    grey picture (seen at 4096 px with ``--style-scale 0.25``)."""
+    """The long side to read the painting at for a working size ``work``: ``style_scale``
+    times it, so the painting's strokes take ``style_scale`` times the share of the picture
+    they take at 1 (a 4096 px print at 0.25 reads it at 1024 px, as the 1024 px picture
+    does). Scaled up with the picture instead, a painting is only blurred past its own
+    pixels, and AdaIN's statistics of a blurred painting paint a pale, grey picture (seen at
+    4096 px with ``--style-scale 0.25``)."""
     return max(1, round(work * style_scale))
 
 

@@ -18,6 +18,7 @@ from stylelib.errors import ImageError, StylelibError
 from stylelib.gatys import GatysResult, default_scales, optimize, stylize, synthesize_texture
 from stylelib.images import load_image
 from stylelib.losses import LossTerms, PerceptualLoss
+from stylelib.metrics import psnr
 
 HED = "vgg16-hed"
 STEPS = 5
@@ -162,14 +163,13 @@ def test_stylize_coarse_to_fine(mirror_dir: Path) -> None:
     assert seen == [(18, 24)] * 3 + [(36, 48)] * 3
 
 
-def test_levels_above_the_tile_are_optimised_in_tiles_with_fewer_steps(
+def test_levels_above_the_tile_are_optimised_in_tiles_to_the_same_picture(
     monkeypatch: pytest.MonkeyPatch, mirror_dir: Path
 ) -> None:
-    """At 320 px in two levels with 176 px tiles, the 160 px level is solved whole and the
-    320 px one in tiles, with 8 x (176 / 320)² ≈ 2 steps; without a tile every level is whole
-    and takes every step."""
-    content = load_image(mirror_dir / "content" / "tubingen.jpg", size=320)
-    style = load_image(mirror_dir / "style" / "starry_night.jpg", size=160)
+    """At 640 px in two levels with 320 px tiles, the 320 px level is solved whole and the
+    640 px one in tiles, with the same steps as without tiles and nearly the same picture."""
+    content = load_image(mirror_dir / "content" / "tubingen.jpg", size=640)
+    style = load_image(mirror_dir / "style" / "starry_night.jpg", size=320)
     tiled_sides: list[int] = []
     real = gatys.TiledLoss
 
@@ -185,13 +185,24 @@ def test_levels_above_the_tile_are_optimised_in_tiles_with_fewer_steps(
         return made
 
     monkeypatch.setattr(gatys, "TiledLoss", spied)
-    tiled = stylize(content, style, steps=8, scales=2, tile=176, backbone=HED, progress=False)
+    options = {"steps": 2, "scales": 2, "backbone": HED, "bf16": False, "progress": False}
+    tiled = stylize(content, style, tile=320, **options)  # type: ignore[arg-type]
+    assert tiled_sides == [640]
+    whole = stylize(content, style, **options)  # type: ignore[arg-type]
+    assert tiled_sides == [640]
     assert tiled.image.shape == content.shape
-    assert [entry["scale"] for entry in tiled.history] == [0] * 8 + [1] * 2
-    assert tiled_sides == [320]
-    whole = stylize(content, style, steps=8, scales=2, backbone=HED, progress=False)
-    assert [entry["scale"] for entry in whole.history] == [0] * 8 + [1] * 8
-    assert tiled_sides == [320]
+    assert [entry["scale"] for entry in tiled.history] == [0, 0, 1, 1]
+    assert [entry["scale"] for entry in whole.history] == [0, 0, 1, 1]
+    assert psnr(tiled.image, whole.image) > 40
+    with pytest.raises(StylelibError, match="tile must be a positive integer"):
+        stylize(content, style, tile=0, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("steps", "side", "taken"), [(100, 512, 100), (100, 1024, 100),
+                                                       (100, 2048, 25), (100, 4096, 6),
+                                                       (3, 4096, 1)])
+def test_levels_above_1024_px_take_fewer_steps(steps: int, side: int, taken: int) -> None:
+    assert gatys.level_steps(steps, side) == taken
 
 
 @pytest.mark.parametrize(("side", "levels"), [(32, 1), (256, 1), (257, 2), (384, 2), (511, 2),

@@ -14,7 +14,7 @@ LAYERS = [
     {"assets", "weight_files", "images", "training", "video"},
     {"backbones", "precision", "data", "training_commands", "training_views", "upsampling",
      "tiles", "flow", "clips"},
-    {"losses"},
+    {"losses", "tiled_loss"},
     {"gatys", "fast", "bundled", "adain", "adain_training", "adain_original", "diffusion",
      "prior_training", "stable_diffusion", "magenta", "gan"},
     {"metrics"},
