@@ -89,14 +89,15 @@ class TiledLoss:
         content features, their energy and every layer's number of positions."""
         height, width = image.shape[-2:]
         grid = (height + -height % STRIDE, width + -width % STRIDE)
-        tile, overlap = self.tile // STRIDE * STRIDE, 2 * self.margin
-        sides = (fitted(grid[0], tile, overlap, STRIDE), fitted(grid[1], tile, overlap, STRIDE))
+        longest, overlap = self.tile // STRIDE * STRIDE, 2 * self.margin
+        sides = (fitted(grid[0], longest, overlap, STRIDE),
+                 fitted(grid[1], longest, overlap, STRIDE))
         self.tiles = layout(*grid, sides, overlap, STRIDE)
         self.shape = (height, width)
         self.content, energy = [], dict.fromkeys(self.loss.content_layers, 0.0)
         positions: dict[str, int] = {}
-        for tile_, window in self._windows(image):
-            owned = self._owned_features(window, tile_)
+        for tile, window in self._windows(image):
+            owned = self._owned_features(window, tile)
             self.content.append({k: owned[k] for k in self.loss.content_layers})
             for k in self.loss.content_layers:
                 energy[k] += float(owned[k].square().sum())
