@@ -131,8 +131,8 @@ def fitted(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
     if count == 1:
         return min(tile, length)
     reach = overlap + multiple - 1
-    size = math.ceil((length + (count - 1) * reach) / count)
-    return min(tile, max(size + -size % multiple, 2 * overlap + multiple))
+    size = max(math.ceil((length + (count - 1) * reach) / count), 2 * overlap + multiple)
+    return min(tile, size + -size % multiple)
 
 
 def blend(paint: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,

@@ -103,9 +103,9 @@ def test_statistics_gathered_by_tiles_are_the_whole_images(rows: int, columns: i
 @given(layouts())
 def test_a_fitted_tile_needs_no_more_windows_and_overlaps_as_asked(
         case: tuple[int, int, int, int, int]) -> None:
-    """:func:`fitted` shrinks the tile to the fewest windows' need: never larger, the same
-    number of windows, still overlapping by ``overlap``, and one grid step smaller would
-    need more windows (no overlap wasted)."""
+    """:func:`fitted` shrinks the tile to the fewest windows' need: never larger, on the
+    grid, the same number of windows, still overlapping by ``overlap`` with room for it, and
+    one grid step smaller would need more windows (no overlap wasted)."""
     _, length, tile, overlap, multiple = case
     size = fitted(length, tile, overlap, multiple)
     assert size <= min(tile, length) and (size % multiple == 0 or size == length)
@@ -113,6 +113,7 @@ def test_a_fitted_tile_needs_no_more_windows_and_overlaps_as_asked(
     assert len(windows) == len(starts(length, tile, overlap, multiple))
     assert all(second - first <= size - overlap
                for first, second in itertools.pairwise(windows))
+    assert len(windows) == 1 or 2 * overlap + multiple <= size  # layout accepts it
     smaller = size - multiple
     if len(windows) > 1 and smaller >= 2 * overlap + multiple:
         assert len(starts(length, smaller, overlap, multiple)) > len(windows)
