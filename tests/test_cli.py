@@ -287,10 +287,11 @@ def test_a_larger_print_keeps_the_marks_of_the_working_size_unless_style_scale_s
 
 def test_the_painting_keeps_its_pixels_whatever_the_style_scale(
         mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """AdaIN reads the painting at the size where --style-scale 1 paints (64 px here): at 0.5
-    the 128 px print is painted whole beside a 64 px painting, so its marks are half the
-    share of the frame, not a blurred painting's marks; at 2 the 32 px picture gets the
-    64 px painting, marks twice the share."""
+    """AdaIN reads the painting at --style-scale times the working size (64 px here). At 0.5
+    the 128 px print is painted whole beside the 64 px painting that scale 1 reads, so its
+    marks take half the share of the frame instead of being a blurred painting's; at 2 the
+    32 px picture gets that 64 px painting, marks twice the share; a 64 px print at 0.5
+    reads it at 32 px."""
     monkeypatch.setattr(upsampling, "WORKING", 64)
     read: dict[str, int | None] = {}
     real = cli.load_image

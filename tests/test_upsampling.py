@@ -21,7 +21,7 @@ def test_the_working_size_follows_style_scale_and_never_exceeds_the_print() -> N
     for bad in (0, -1, float("nan"), float("inf")):
         with pytest.raises(StylelibError, match="--style-scale must be a positive number"):
             working_size(1024, bad)
-    # the painting keeps the size it has where scale 1 paints, whatever the print
+    # style_scale times the working size: a print's painting keeps the 1024 px one's pixels
     assert painting_size(working_size(4 * WORKING, 0.25), 0.25) == WORKING
     assert painting_size(working_size(4 * WORKING, 2), 2) == WORKING
     assert painting_size(working_size(WORKING // 2, 1), 1) == WORKING // 2
