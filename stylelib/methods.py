@@ -244,16 +244,17 @@ def _check_gatys(settings: Settings) -> None:
 def _describe_gatys(settings: Settings, size: int) -> str:
     levels = settings["scales"] or gatys.default_scales(size)
     per_level = f" at each of {levels} scales, coarse to fine" if levels > 1 else ""
-    fewer = (f", {gatys.level_steps(settings['steps'], size)} at {size} px"
-             if gatys.level_steps(settings["steps"], size) < settings["steps"] else "")
+    top = gatys.level_steps(settings["steps"], size)
+    fewer = f", {top} at {size} px" if top < settings["steps"] else ""
     return f"Gatys optimisation ({settings['steps']} L-BFGS steps{per_level}{fewer})"
 
 
 register(Method(
     "gatys", "Gatys optimisation", "none: optimises every image", _load_gatys,
     summary="optimise, slow, any style", blends=True, steps=True, anchors=True,
-    options=(Option("steps", int, 100, "L-BFGS steps (each coarse-to-fine level up to 1024 px; "
-                    "a quarter at 2048 px)"),
+    options=(Option("steps", int, 100,
+                    f"L-BFGS steps (each coarse-to-fine level up to {gatys.FULL_STEPS_UP_TO} px; "
+                    f"a quarter at {2 * gatys.FULL_STEPS_UP_TO} px)"),
              Option("style_weight", float, 10.0, "style weight"),
              Option("content_weight", float, 1.0, "content weight"),
              Option("tv_weight", float, 0.0, "total-variation weight, against pixel noise"),
