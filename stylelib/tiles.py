@@ -11,7 +11,6 @@ the one tile that *owns* it, so a tiled result matches the untiled one.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterable
@@ -196,21 +195,66 @@ class Statistics:
             self.squares += owned.square().sum(1)
         self.count += owned.shape[1]
 
+    def mean(self) -> torch.Tensor:
+        """The ``[1, C, 1, 1]`` float32 mean, as a global average pool of the whole map gives."""
+        return self._moments()[0].float().reshape(1, -1, 1, 1)
+
     def mean_std(self, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
         """``[1, C, 1, 1]`` float32 mean and ``sqrt(var + eps)``, as
         :func:`stylelib.losses.mean_std` gives for the whole feature map."""
-        if self.sum is None or self.squares is None:
-            raise StylelibError("No features gathered yet: add() every tile first.")
-        mean = self.sum / self.count
-        variance = (self.squares / self.count - mean.square()).clamp(min=0)
+        mean, variance = self._moments()
         shape = (1, -1, 1, 1)
         return (mean.float().reshape(shape),
                 (variance + eps).sqrt().float().reshape(shape))
 
+    def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float64 per-channel mean and variance of everything added."""
+        if self.sum is None or self.squares is None:
+            raise StylelibError("No features gathered yet: add() every tile first.")
+        mean = self.sum / self.count
+        return mean, (self.squares / self.count - mean.square()).clamp(min=0)
 
 
-class _GatheredError(Exception):
-    """Raised by the norm that gathered a tile's statistics: deeper layers are not needed."""
+Features = Callable[[int, torch.Tensor, list[Statistics]], torch.Tensor]
+"""``features(k, window, gathered)``: the ``[1, C, h, w]`` features whose whole-image
+statistics are the k-th to gather, computed for one window given the ``k`` gathered before."""
+
+
+def paint_gathered(features: Features, count: int,
+                   run: Callable[[torch.Tensor, list[Statistics]], torch.Tensor],
+                   image: torch.Tensor, tile: int, overlap: int, multiple: int, *,
+                   progress: bool = False) -> torch.Tensor:
+    """:func:`paint` with ``run(window, gathered)`` for a network that normalises by whole-image
+    statistics: ``count`` of them, each gathered in its own pass over the tiles (it may depend
+    on those before it), from the pixels each tile owns, then one painting pass."""
+    height, width = image.shape[-2:]
+    padded, parts = padded_layout(image, tile, overlap, multiple)
+    gathered: list[Statistics] = []
+    bar = tqdm(total=(count + 1) * len(parts), desc="tiles", unit="tile",
+               disable=not progress, leave=False)
+    with bar:
+        for index in range(count):
+            statistics = Statistics()
+            for part in parts:
+                statistics.add(features(index, part.window(padded), gathered), part)
+                bar.update()
+            gathered.append(statistics)
+
+        def painted(window: torch.Tensor) -> torch.Tensor:
+            result = run(window, gathered)
+            bar.update()
+            return result
+
+        return blend(painted, padded, parts)[..., :height, :width].contiguous()
+
+
+class _UnknownStatisticsError(Exception):
+    """Raised by the first norm whose statistics are not yet known, carrying its input: the
+    pass stops there, as deeper layers are not needed."""
+
+    def __init__(self, norm: _WholeImageNorm, features: torch.Tensor) -> None:
+        super().__init__()
+        self.norm, self.features = norm, features
 
 
 class _WholeImageNorm(nn.Module):
@@ -219,18 +263,13 @@ class _WholeImageNorm(nn.Module):
     def __init__(self, norm: nn.InstanceNorm2d) -> None:
         super().__init__()
         self.norm = norm
-        self.statistics = Statistics()
         self.fixed: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.tile: Tile | None = None
-        """The tile being painted."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gather the tile's owned statistics and stop the pass, or, once the whole image's
-        are known, normalise by them."""
+        """Stop the pass with ``x`` while the whole image's statistics are unknown; once they
+        are, normalise by them."""
         if self.fixed is None:
-            assert self.tile is not None
-            self.statistics.add(x, self.tile)
-            raise _GatheredError
+            raise _UnknownStatisticsError(self, x)
         mean, std = (stat.to(x.device) for stat in self.fixed)
         normalised = (x.float() - mean) / std
         if self.norm.affine:
@@ -255,34 +294,37 @@ def _whole_image_norms(net: nn.Module) -> tuple[nn.Module, list[_WholeImageNorm]
 def paint_normalised(run: Callable[[nn.Module, torch.Tensor], torch.Tensor], net: nn.Module,
                      image: torch.Tensor, tile: int, overlap: int, multiple: int, *,
                      progress: bool = False) -> torch.Tensor:
-    """:func:`paint` with ``run(net, window)``, every instance norm in ``net`` normalising by
-    the whole image's statistics, as the untiled network does.
+    """:func:`paint_gathered` with ``run(net, window)``, every instance norm in ``net``
+    normalising by the whole image's statistics, as the untiled network does.
 
     A norm's statistics depend on every norm before it, so each norm gets a pass over the
     tiles that stops there, before the painting pass: about 8 untiled passes' work for a fast
     network. Estimating them all in fewer passes does not work: with each tile's own statistics
     upstream, the fast networks' results drift to about 13 dB from the untiled one.
     """
-    height, width = image.shape[-2:]
-    padded, parts = padded_layout(image, tile, overlap, multiple)
     copied, norms = _whole_image_norms(net)
-    bar = tqdm(total=(len(norms) + 1) * len(parts), desc="tiles", unit="tile",
-               disable=not progress, leave=False)
-    with bar:
-        for _ in norms:
-            for part in parts:
-                for norm in norms:
-                    norm.tile = part
-                with contextlib.suppress(_GatheredError):
-                    run(copied, part.window(padded))
-                bar.update()
-            gathered = next(norm for norm in norms
-                            if norm.fixed is None and norm.statistics.count)
-            gathered.fixed = gathered.statistics.mean_std(gathered.norm.eps)
+    reached: list[_WholeImageNorm] = []
+    """The norms in the order a pass reaches them (not always the order they were defined)."""
 
-        def painted(window: torch.Tensor) -> torch.Tensor:
-            result = run(copied, window)
-            bar.update()
-            return result
+    def fix(gathered: list[Statistics]) -> None:
+        for norm, statistics in zip(reached, gathered, strict=False):
+            if norm.fixed is None:
+                norm.fixed = statistics.mean_std(norm.norm.eps)
 
-        return blend(painted, padded, parts)[..., :height, :width].contiguous()
+    def features(index: int, window: torch.Tensor, gathered: list[Statistics]) -> torch.Tensor:
+        fix(gathered)
+        try:
+            run(copied, window)
+        except _UnknownStatisticsError as stop:
+            if len(reached) == index:
+                reached.append(stop.norm)
+            return stop.features
+        raise StylelibError(f"The network has {len(norms)} instance norms but a pass reached "
+                            f"only {index}: remove the norms its forward() does not use.")
+
+    def painted(window: torch.Tensor, gathered: list[Statistics]) -> torch.Tensor:
+        fix(gathered)
+        return run(copied, window)
+
+    return paint_gathered(features, len(norms), painted, image, tile, overlap, multiple,
+                          progress=progress)
