@@ -5,8 +5,10 @@
  * uploaded. Nothing is downloaded either until the reader presses a panel's button.
  * "fast": one pass of a feed-forward network. "adain": the photo and the painting are encoded
  * once; every move of the alpha slider is one call of the decoder graph (AdaIN, mix, decode).
- * The panel element records its state and timings (performance.now()) in data- attributes:
- * state, firstPaintMs, moveMs, shownAlpha, renders; the browser test reads them. */
+ * The fast networks run on the GPU through WebGPU where the browser offers an adapter, else
+ * (and AdaIN's always) on the CPU in WebAssembly. The panel element records its state, backend and timings
+ * (performance.now()) in data- attributes: state, backend, firstPaintMs, moveMs, shownAlpha,
+ * renders; the browser test reads them. */
 "use strict";
 (() => {
   const BASE = new URL("tryit/", document.currentScript.src);
@@ -18,6 +20,21 @@
     return cache.get(key);
   };
   const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+  const PROVIDERS = {webgpu: ["webgpu"], wasm: ["wasm"]};
+  const NAMES = {webgpu: "WebGPU", wasm: "WebAssembly"};
+  /* The panels whose networks are tested on WebGPU. AdaIN's is not: on the software adapter
+   * of the test machine (no GPU) its VGG encoder did not finish a 96 px photo in 9 minutes. */
+  const WEBGPU_PANELS = ["fast"];
+
+  /* "webgpu" where the browser offers a WebGPU adapter (a GPU the page may use), else "wasm". */
+  const chooseBackend = () => once("backend", async () => {
+    try {
+      if (navigator.gpu && await navigator.gpu.requestAdapter()) return "webgpu";
+    } catch (error) {
+      // a browser whose WebGPU is broken has none to offer
+    }
+    return "wasm";
+  });
 
   /* Download one file of the manifest, reporting each chunk to `progress(bytes)`. */
   function download(entry, progress) {
@@ -37,19 +54,20 @@
     });
   }
 
-  /* Load onnxruntime-web (its script, then its WebAssembly binary) once per page. */
+  /* Load one build of onnxruntime-web (its script, then its WebAssembly binary) once per
+   * page: `files` is the manifest's {script, module, binary} of the chosen backend. */
   function loadRuntime(files, progress) {
     return once("runtime", async () => {
-      const binary = download(files["ort-wasm-simd-threaded.wasm"], progress);
+      const binary = download(files.binary, progress);
       await new Promise((resolve, reject) => {
         const script = document.createElement("script");
-        script.src = new URL(files["ort.wasm.min.js"].url, BASE).href;
+        script.src = new URL(files.script.url, BASE).href;
         script.onload = resolve;
         script.onerror = () => reject(new Error("could not load onnxruntime-web"));
         document.head.appendChild(script);
       });
       const ort = window.ort;
-      ort.env.wasm.wasmPaths = new URL(files["ort-wasm-simd-threaded.mjs"].url, BASE).href
+      ort.env.wasm.wasmPaths = new URL(files.module.url, BASE).href
         .replace(/[^/]*$/, "");
       ort.env.wasm.wasmBinary = await binary;
       // Threads need a cross-origin-isolated page, which static hosting does not give.
@@ -58,9 +76,12 @@
     });
   }
 
-  /* An ONNX Runtime session for one network of the manifest. */
-  const session = (ort, entry, progress) => once(`${entry.url} session`, async () =>
-    ort.InferenceSession.create(await download(entry, progress), {executionProviders: ["wasm"]}));
+  /* An ONNX Runtime session for one network of the manifest, on one backend. */
+  async function session(ort, entry, progress, backend) {
+    const model = await download(entry, progress);
+    return once(`${entry.url} on ${backend}`, () =>
+      ort.InferenceSession.create(model, {executionProviders: PROVIDERS[backend]}));
+  }
 
   /* Decode an image file, refusing files and images above the panel's caps. */
   async function readFile(file, panel) {
@@ -161,9 +182,12 @@
                         `${listing.url}): read the chapter in the online book, or run it in Colab.`);
       }
       const manifest = await listing.json();
-      const runtimeFiles = manifest.runtime.files;
-      const needed = [["onnxruntime-web " + manifest.runtime.version,
-                       runtimeFiles["ort-wasm-simd-threaded.wasm"]]];
+      let backend = "wasm", why = "";
+      if (!WEBGPU_PANELS.includes(panel.dataset.tryit)) why = "this panel runs on the CPU only";
+      else if ((backend = await chooseBackend()) === "wasm") why = "this browser offers no WebGPU";
+      const runtimeFiles = manifest.runtime.backends[backend];
+      const needed = [[`onnxruntime-web ${manifest.runtime.version} (${NAMES[backend]} build)`,
+                       runtimeFiles.binary]];
       if (panel.dataset.tryit === "fast") {
         needed.push([`${field("style").value} network`, manifest.fast[field("style").value]]);
       } else {
@@ -183,13 +207,24 @@
       const image = toTensor(ort, photoBitmap, side, input);
       say("running…");
       panel.dataset.state = "running";
+      /* Every network on the chosen backend; if WebGPU fails, all of them on WebAssembly,
+       * which the WebGPU build also runs. */
+      const open = async (entries) => {
+        try {
+          return await Promise.all(entries.map((entry) => session(ort, entry, progress, backend)));
+        } catch (error) {
+          if (backend !== "webgpu") throw error;
+          backend = "wasm";
+          why = `WebGPU failed: ${error.message}`;
+          return Promise.all(entries.map((entry) => session(ort, entry, progress, backend)));
+        }
+      };
       if (panel.dataset.tryit === "fast") {
-        const net = await session(ort, needed[1][1], progress);
+        const [net] = await open([needed[1][1]]);
         render = async () => paint((await net.run({image})).stylised, output);
         body.querySelector(".tryit-credit").textContent = "";
       } else {
-        const [encoder, decoder] = await Promise.all(
-          needed.slice(1, 3).map(([, entry]) => session(ort, entry, progress)));
+        const [encoder, decoder] = await open(needed.slice(1, 3).map(([, entry]) => entry));
         const picture = paintingBitmap ||
           await createImageBitmap(new Blob([await download(needed[3][1], progress)]));
         const content = (await encoder.run({image})).features;
@@ -206,8 +241,11 @@
       const ms = await show(slider ? Number(slider.value) : 1, started);
       panel.dataset.firstPaintMs = ms.toFixed(0);
       bar.hidden = true;
+      panel.dataset.backend = backend;
       panel.dataset.state = "done";
-      say(`done in ${(ms / 1000).toFixed(1)} s (downloads included)`);
+      say(`done in ${(ms / 1000).toFixed(1)} s on ${NAMES[backend]}` +
+          (backend === "wasm" && !self.crossOriginIsolated ? ", one thread" : "") + " (downloads included)" +
+          (why ? `; ${why}` : ""));
     }
 
     field("run").addEventListener("click", async () => {

@@ -42,8 +42,15 @@ if TYPE_CHECKING:
 
 ORT_VERSION = "1.31.1"
 """The pinned ``onnxruntime-web`` release (npm) that runs the networks in the reader's browser."""
-ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-"""Its WebAssembly build: the script, the module it imports and the binary (SIMD, threads)."""
+BACKENDS = {
+    "wasm": ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"),
+    "webgpu": ("ort.webgpu.min.js", "ort-wasm-simd-threaded.asyncify.mjs",
+               "ort-wasm-simd-threaded.asyncify.wasm"),
+}
+"""Its two builds, as the script, the module it imports and the binary (SIMD, threads): plain
+WebAssembly, and the build that runs networks on the GPU through WebGPU (twice the download),
+which ``tryit.js`` loads instead where the browser offers a WebGPU adapter."""
+PARTS = ("script", "module", "binary")
 HALF_FROM = 1024
 """Weights with at least this many numbers are stored as float16 (:func:`store_half`); the few
 small ones, biases and scales, stay float32, where a cast would cost more than it saves."""
@@ -157,7 +164,8 @@ def _paintings(folder: Path) -> None:
 
 
 def vendor_runtime(cache: Path, target: Path) -> dict[str, Any]:
-    """Copy :data:`ORT_FILES` of ``onnxruntime-web`` into ``target``, packed once by npm."""
+    """Copy the :data:`BACKENDS`' files of ``onnxruntime-web`` into ``target``, packed once by
+    npm; each backend's ``{script, module, binary}`` as ``{url, bytes}``."""
     tarball = cache / f"onnxruntime-web-{ORT_VERSION}.tgz"
     if not tarball.is_file():
         cache.mkdir(parents=True, exist_ok=True)
@@ -173,16 +181,22 @@ def vendor_runtime(cache: Path, target: Path) -> dict[str, Any]:
             raise StylelibError(f"npm pack onnxruntime-web@{ORT_VERSION} failed (is the npm "
                                 f"registry reachable?): {packed.stderr.strip()[-500:]}")
     target.mkdir(parents=True, exist_ok=True)
-    files = {}
+    backends: dict[str, dict[str, Any]] = {}
     with tarfile.open(tarball) as archive:
-        for name in ORT_FILES:
-            member = archive.extractfile(f"package/dist/{name}")
-            if member is None:
-                raise StylelibError(f"{tarball} has no dist/{name}: is it onnxruntime-web?")
-            data = member.read()
-            (target / name).write_bytes(data)
-            files[name] = {"url": f"{target.name}/{name}", "bytes": len(data)}
-    return {"version": ORT_VERSION, "files": files}
+        for backend, names in BACKENDS.items():
+            backends[backend] = {}
+            for part, name in zip(PARTS, names, strict=True):
+                try:
+                    member = archive.extractfile(f"package/dist/{name}")
+                except KeyError:
+                    member = None
+                if member is None:
+                    raise StylelibError(f"{tarball} has no dist/{name}: is it onnxruntime-web? "
+                                        "Delete it to have npm pack it again.")
+                data = member.read()
+                (target / name).write_bytes(data)
+                backends[backend][part] = {"url": f"{target.name}/{name}", "bytes": len(data)}
+    return {"version": ORT_VERSION, "backends": backends}
 
 
 def build(static: Path, cache: Path) -> dict[str, Any]:

@@ -22,6 +22,9 @@ FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
 """Headless, no background traffic, no first-run pages (a user-data dir is added per run)."""
+WEBGPU_FLAGS = [*[flag for flag in FLAGS if flag != "--disable-gpu"], "--enable-unsafe-webgpu"]
+"""The same, with WebGPU: on a machine without a GPU, Chromium offers its software adapter
+(SwiftShader), correct but far slower than a real GPU."""
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 """Where the browser checks save what they saw."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -86,3 +88,30 @@ def test_a_build_without_npm_can_skip_the_panels_files(tmp_path: Path,
     app = SimpleNamespace(builder=SimpleNamespace(format="html"), outdir=str(tmp_path / "html"))
     tryit_build._on_build_finished(app, None)  # type: ignore[arg-type]
     assert not stale.exists() and not (tmp_path / ".tryit_cache").exists()
+
+
+def test_the_runtime_is_vendored_for_both_backends(tmp_path: Path) -> None:
+    """From the npm tarball, each backend's script, module and binary land in the site, with
+    their sizes in the manifest; a tarball missing one is refused by name."""
+    cache = tmp_path / "npm"
+    cache.mkdir()
+    tarball = cache / f"onnxruntime-web-{tryit_build.ORT_VERSION}.tgz"
+    names = [name for files in tryit_build.BACKENDS.values() for name in files]
+    with tarfile.open(tarball, "w:gz") as archive:
+        for size, name in enumerate(names, 1):
+            member = tarfile.TarInfo(f"package/dist/{name}")
+            member.size = size
+            archive.addfile(member, io.BytesIO(b"x" * size))
+    runtime = tryit_build.vendor_runtime(cache, tmp_path / "static" / "ort")
+    assert runtime["version"] == tryit_build.ORT_VERSION
+    assert set(runtime["backends"]) == {"wasm", "webgpu"}
+    webgpu = runtime["backends"]["webgpu"]
+    assert webgpu["binary"] == {"url": "ort/ort-wasm-simd-threaded.asyncify.wasm",
+                                "bytes": names.index("ort-wasm-simd-threaded.asyncify.wasm") + 1}
+    assert runtime["backends"]["wasm"]["script"]["url"] == "ort/ort.wasm.min.js"
+    assert sorted(path.name for path in (tmp_path / "static" / "ort").iterdir()) == sorted(names)
+    with tarfile.open(tarball, "w:gz") as archive:
+        member = tarfile.TarInfo(f"package/dist/{names[0]}")
+        archive.addfile(member, io.BytesIO(b""))
+    with pytest.raises(StylelibError, match=r"has no dist/ort-wasm-simd-threaded\.mjs"):
+        tryit_build.vendor_runtime(cache, tmp_path / "other")

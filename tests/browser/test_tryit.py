@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import torch
-from headless import SCREENSHOTS, VIEWPORT
+from headless import CHROMIUM, SCREENSHOTS, VIEWPORT, WEBGPU_FLAGS
 from PIL import Image
 
 from stylelib import adain, assets, bundled, fast, precision, tryit
@@ -235,6 +235,7 @@ def test_fast_panel_matches_pytorch(browser: Browser, server: str, photo_file: P
         first = float(page.locator(".tryit").get_attribute("data-first-paint-ms") or "nan")
         page.locator(".tryit").screenshot(path=SCREENSHOTS / f"tryit_fast_{side}.png")
         photo, styled = pixels(page, ".tryit-input"), pixels(page, ".tryit-output")
+        final_status = status(page)
     finally:
         page.close()
     monkeypatch.setenv(precision.ENV, "0")  # the page computes in float32, and so must PyTorch
@@ -242,4 +243,48 @@ def test_fast_panel_matches_pytorch(browser: Browser, server: str, photo_file: P
     report(capsys, f"fast {STYLE} {side} px ({photo.shape[-1]}x{photo.shape[-2]}): first paint "
                    f"{first:.0f} ms; |page - PyTorch| {255 * error:.2f}/255")
     assert error < TOLERANCE, "the page's network differs from PyTorch's"
+    assert difference(styled, photo) > CHANGED, "the output is the photo"
+    assert "this browser offers no WebGPU" in final_status
+
+
+@pytest.fixture(scope="module")
+def webgpu_browser(browser: Browser) -> Iterator[Browser]:
+    """A second Chromium that offers WebGPU (software-rendered here: there is no GPU)."""
+    gpu = browser.browser_type.launch(executable_path=CHROMIUM, args=WEBGPU_FLAGS)
+    try:
+        yield gpu
+    finally:
+        gpu.close()
+
+
+def test_fast_panel_runs_on_webgpu_where_the_browser_offers_it(
+        webgpu_browser: Browser, server: str, photo_file: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a WebGPU adapter the panel loads the WebGPU build and paints on the GPU, as PyTorch
+    does. The photo is 96 px: Chromium's software GPU takes about 15 s even for that."""
+    small = tmp_path / "small.png"
+    picture = Image.open(photo_file)
+    picture.thumbnail((96, 96))
+    picture.save(small)
+    page, requested = open_chapter(webgpu_browser, server, "04_fast_style")
+    try:
+        has_adapter = page.evaluate("async () => !!(navigator.gpu && "
+                                    "await navigator.gpu.requestAdapter())")
+        assert has_adapter, f"this Chromium offers no WebGPU adapter with {WEBGPU_FLAGS}"
+        assert press(page, small, 256, style=STYLE) == "done", status(page)
+        backend = page.locator(".tryit").get_attribute("data-backend")
+        first = float(page.locator(".tryit").get_attribute("data-first-paint-ms") or "nan")
+        photo, styled = pixels(page, ".tryit-input"), pixels(page, ".tryit-output")
+        final_status = status(page)
+    finally:
+        page.close()
+    assert backend == "webgpu" and "on WebGPU" in final_status, final_status
+    assert any(url.endswith("asyncify.wasm") for url in requested)
+    assert not any(url.endswith("threaded.wasm") for url in requested)
+    assert tuple(photo.shape[-2:]) == (72, 96)
+    monkeypatch.setenv(precision.ENV, "0")
+    error = difference(styled, fast.stylize(bundled.load(STYLE), photo))
+    report(capsys, f"fast {STYLE} on WebGPU (software), 96x72: first paint {first:.0f} ms; "
+                   f"|page - PyTorch| {255 * error:.2f}/255")
+    assert error < TOLERANCE, "the WebGPU result differs from PyTorch's"
     assert difference(styled, photo) > CHANGED, "the output is the photo"
