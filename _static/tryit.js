@@ -55,7 +55,8 @@
   }
 
   /* Load one build of onnxruntime-web (its script, then its WebAssembly binary) once per
-   * page: `files` is the manifest's {script, module, binary} of the chosen backend. */
+   * page: `files` is the manifest's {script, module, binary} of the chosen backend. Both
+   * builds define the same global, so the first one loaded serves every later run. */
   function loadRuntime(files, progress) {
     return once("runtime", async () => {
       const binary = download(files.binary, progress);
@@ -76,12 +77,10 @@
     });
   }
 
-  /* An ONNX Runtime session for one network of the manifest, on one backend. */
-  async function session(ort, entry, progress, backend) {
-    const model = await download(entry, progress);
-    return once(`${entry.url} on ${backend}`, () =>
-      ort.InferenceSession.create(model, {executionProviders: PROVIDERS[backend]}));
-  }
+  /* An ONNX Runtime session for one downloaded network (`model`, named `url`), on one backend. */
+  const session = (ort, url, model, backend) => once(`${url} on ${backend}`, () =>
+    ort.InferenceSession.create(model, {executionProviders: PROVIDERS[backend]}));
+  let webgpuFailed = ""; // why WebGPU failed on this page; later runs go straight to WebAssembly
 
   /* Decode an image file, refusing files and images above the panel's caps. */
   async function readFile(file, panel) {
@@ -182,11 +181,14 @@
                         `${listing.url}): read the chapter in the online book, or run it in Colab.`);
       }
       const manifest = await listing.json();
-      let backend = "wasm", why = "";
+      let backend = "wasm", build = "wasm", why = "";
       if (!WEBGPU_PANELS.includes(panel.dataset.tryit)) why = "this panel runs on the CPU only";
-      else if ((backend = await chooseBackend()) === "wasm") why = "this browser offers no WebGPU";
-      const runtimeFiles = manifest.runtime.backends[backend];
-      const needed = [[`onnxruntime-web ${manifest.runtime.version} (${NAMES[backend]} build)`,
+      else if (webgpuFailed) [build, why] = ["webgpu", webgpuFailed]; // loaded; runs wasm too
+      else if ((backend = build = await chooseBackend()) === "wasm") {
+        why = "this browser offers no WebGPU";
+      }
+      const runtimeFiles = manifest.runtime.backends[build];
+      const needed = [[`onnxruntime-web ${manifest.runtime.version} (${NAMES[build]} build)`,
                        runtimeFiles.binary]];
       if (panel.dataset.tryit === "fast") {
         needed.push([`${field("style").value} network`, manifest.fast[field("style").value]]);
@@ -210,13 +212,16 @@
       /* Every network on the chosen backend; if WebGPU fails, all of them on WebAssembly,
        * which the WebGPU build also runs. */
       const open = async (entries) => {
+        const models = await Promise.all(entries.map((entry) => download(entry, progress)));
+        const all = () => Promise.all(entries.map((entry, i) =>
+          session(ort, entry.url, models[i], backend)));
         try {
-          return await Promise.all(entries.map((entry) => session(ort, entry, progress, backend)));
+          return await all();
         } catch (error) {
           if (backend !== "webgpu") throw error;
           backend = "wasm";
-          why = `WebGPU failed: ${error.message}`;
-          return Promise.all(entries.map((entry) => session(ort, entry, progress, backend)));
+          why = webgpuFailed = `WebGPU failed (${error.message}), so WebAssembly ran`;
+          return all();
         }
       };
       if (panel.dataset.tryit === "fast") {

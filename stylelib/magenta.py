@@ -129,10 +129,11 @@ class Stylizer:
                     progress: bool = False) -> torch.Tensor:
         """:meth:`paint` a photo larger than ``tile`` px in overlapping tiles of that size,
         blended, with every instance norm normalising by the whole photo's statistics
-        (:func:`stylelib.tiles.paint_gathered`), so the result is the untiled one while memory
-        stays that of one tile. The 26 statistics cost about 13 untiled passes' work."""
+        (:func:`stylelib.tiles.paint_gathered`), so the result is the untiled one up to the
+        graph's int8 rounding while memory stays that of one tile. The 26 statistics cost about
+        14 untiled passes' work, the painting one more."""
         content = check_image(content, "content")
-        model, pools = self._pooled_as_inputs
+        model, pools = self._pooled_graph
         current: dict[str, ort.InferenceSession] = {}
 
         def session(output: str) -> ort.InferenceSession:
@@ -163,7 +164,7 @@ class Stylizer:
         return result.clamp(0, 1).to(content.device)
 
     @cached_property
-    def _pooled_as_inputs(self) -> tuple[onnx.ModelProto, list[tuple[str, str]]]:
+    def _pooled_graph(self) -> tuple[onnx.ModelProto, list[tuple[str, str]]]:
         """:func:`_pooled_as_inputs` of the transformer, made on first use."""
         return _pooled_as_inputs(self.transformer_bytes)
 

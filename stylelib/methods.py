@@ -352,7 +352,7 @@ def _load_magenta(device: torch.device, settings: Settings, *, progress: bool = 
 register(Method(
     "magenta", "Magenta arbitrary network (pretrained, int8)", "none here: downloaded pretrained",
     _load_magenta, summary="pretrained, one pass, any style", blends=True, upsamples=True,
-    options=(_tile("each with its own norms"),),
+    options=(_tile("norms from the whole image"),),
 ))
 
 

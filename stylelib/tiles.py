@@ -303,11 +303,11 @@ def paint_normalised(run: Callable[[nn.Module, torch.Tensor], torch.Tensor], net
     upstream, the fast networks' results drift to about 13 dB from the untiled one.
     """
     copied, norms = _whole_image_norms(net)
-    reached: list[_WholeImageNorm] = []
-    """The norms in the order a pass reaches them (not always the order they were defined)."""
+    reached: list[_WholeImageNorm] = []  # in the order a pass reaches them, not as defined
 
     def fix(gathered: list[Statistics]) -> None:
-        for norm, statistics in zip(reached, gathered, strict=False):
+        # during pass k, norm k is reached but its statistics are not yet gathered
+        for norm, statistics in zip(reached[:len(gathered)], gathered, strict=True):
             if norm.fixed is None:
                 norm.fixed = statistics.mean_std(norm.norm.eps)
 

@@ -91,7 +91,8 @@ def test_tiles_normalised_by_the_whole_photo_paint_the_untiled_picture(
     assert tiled.shape == photo.shape
     assert float(tiled.min()) >= 0 and float(tiled.max()) <= 1
     assert psnr(tiled, one_tile) > 60
-    assert psnr(one_tile, whole) > 30
+    assert psnr(one_tile, whole) > 70
+    assert psnr(tiled, whole) > 70
     parts = layout(256, 340, 272, magenta.OVERLAP, magenta.MULTIPLE)
     assert len(parts) == 2
     assert seam_ratio(tiled, parts) == pytest.approx(seam_ratio(whole, parts), rel=0.02)
