@@ -6,9 +6,9 @@
  * "fast": one pass of a feed-forward network. "adain": the photo and the painting are encoded
  * once; every move of the alpha slider is one call of the decoder graph (AdaIN, mix, decode).
  * The fast networks run on the GPU through WebGPU where the browser offers an adapter, else
- * (and AdaIN's always) on the CPU in WebAssembly. The panel element records its state, backend and timings
- * (performance.now()) in data- attributes: state, backend, firstPaintMs, moveMs, shownAlpha,
- * renders; the browser test reads them. */
+ * (and AdaIN's always) on the CPU in WebAssembly. The panel element records its state, backend
+ * and timings (performance.now()) in data- attributes: state, backend, firstPaintMs, moveMs,
+ * shownAlpha, renders; the browser test reads them. */
 "use strict";
 (() => {
   const BASE = new URL("tryit/", document.currentScript.src);
@@ -20,7 +20,6 @@
     return cache.get(key);
   };
   const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
-  const PROVIDERS = {webgpu: ["webgpu"], wasm: ["wasm"]};
   const NAMES = {webgpu: "WebGPU", wasm: "WebAssembly"};
   /* The panels whose networks are tested on WebGPU. AdaIN's is not: on the software adapter
    * of the test machine (no GPU) its VGG encoder did not finish a 96 px photo in 9 minutes. */
@@ -79,7 +78,7 @@
 
   /* An ONNX Runtime session for one downloaded network (`model`, named `url`), on one backend. */
   const session = (ort, url, model, backend) => once(`${url} on ${backend}`, () =>
-    ort.InferenceSession.create(model, {executionProviders: PROVIDERS[backend]}));
+    ort.InferenceSession.create(model, {executionProviders: [backend]}));
   let webgpuFailed = ""; // why WebGPU failed on this page; later runs go straight to WebAssembly
 
   /* Decode an image file, refusing files and images above the panel's caps. */
@@ -248,9 +247,9 @@
       bar.hidden = true;
       panel.dataset.backend = backend;
       panel.dataset.state = "done";
-      say(`done in ${(ms / 1000).toFixed(1)} s on ${NAMES[backend]}` +
-          (backend === "wasm" && !self.crossOriginIsolated ? ", one thread" : "") + " (downloads included)" +
-          (why ? `; ${why}` : ""));
+      const threads = backend === "wasm" && !self.crossOriginIsolated ? ", one thread" : "";
+      say(`done in ${(ms / 1000).toFixed(1)} s on ${NAMES[backend]}${threads} ` +
+          `(downloads included)${why ? `; ${why}` : ""}`);
     }
 
     field("run").addEventListener("click", async () => {
