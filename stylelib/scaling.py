@@ -22,8 +22,10 @@ from stylelib.errors import StylelibError
 from stylelib.images import load_image, resize_to
 from stylelib.methods import TILE
 from stylelib.metrics import markdown_table, psnr
+from stylelib.profiles import PROFILES
 
-SIZES = (512, 1024, 2048, 4096)
+SIZES = PROFILES["book"].print_sizes
+"""The long sides ``bench scale`` paints by default: the book's prints (chapter 7)."""
 METHODS = ("fast", "adain", "magenta")
 """The one-pass methods, which tile: every size is within their reach."""
 PHOTO, PAINTING = "tubingen", "starry_night"
