@@ -494,7 +494,7 @@ def load_decoder(path: str | Path) -> Decoder:
 
 
 def weights_path() -> Path:
-    """Where the project's own decoder (trained on ``vgg16-hed``) is bundled."""
+    """Where the project's own decoder is bundled (its card names the backbone it trained on)."""
     return Path(__file__).parent / "weights" / "adain_decoder.safetensors"
 
 

@@ -139,9 +139,10 @@ def train_decoder(
     resumed on the next call, ending bit for bit where an uninterrupted run would.
     ``start_from`` (a decoder's weights file) trains that decoder further instead of random
     weights, e.g. with another style weight (a fresh optimiser; pick a new ``seed`` so the crops
-    differ). ``recolour`` turns each painting crop's hue by a random
-    angle, so that the decoder meets many more palettes than the collection has paintings
-    (without it, one trained on 32 paintings matches unseen palettes far worse than seen ones).
+    differ). ``recolour`` turns each style crop's hue by a random
+    angle, so that the decoder meets many more palettes than the collection has paintings; most
+    are greens, blues and purples that no training painting has, and decoders trained on them
+    drew a magenta-green cast that a few hundred steps without it removed (chapter 5).
     ``minutes`` ends this call early once that much time has passed, with a checkpoint at the
     step reached (pass ``checkpoint``; the same call again goes on from there).
     ``preview`` (content, style) is stylised every ``preview_every`` steps and at the end;
@@ -270,11 +271,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--identity-weight", type=float, default=0.0,
                         help="weight of the pixel identity term (0: the paper's loss)")
     parser.add_argument("--recolour", action="store_true",
-                        help="turn each painting crop's hue by a random angle (more palettes)")
+                        help="turn each style crop's hue by a random angle: more palettes, "
+                             "mostly ones no painting has, which gave decoders a colour cast")
     parser.add_argument("--photo-styles", action="store_true",
                         help="take style crops from the photos too, beside the paintings "
                              f"(each painting counted {PAINTING_REPEATS} times)")
-    parser.add_argument("--backbone", default="vgg16-hed")
+    parser.add_argument("--backbone", default="vgg19-caffe-normalised",
+                        help="the encoder (default: the paper's normalised VGG-19, as the "
+                             "bundled decoder)")
     return parser
 
 

@@ -6,6 +6,8 @@ the photo's chrominance in YIQ space, so the output keeps the photo's colours.
 
 from __future__ import annotations
 
+import colorsys
+
 import torch
 
 RGB_TO_YIQ = torch.tensor(
@@ -85,3 +87,15 @@ def rotate_hue(image: torch.Tensor, degrees: float) -> torch.Tensor:
                 + (1 - angle.cos()) * torch.outer(axis, axis))
     turned = torch.einsum("ij,...jhw->...ihw", rotation.to(image), image)
     return turned.clamp(0, 1)
+
+
+GREY = 0.1
+"""A saturation below which a colour's hue means little: nearly grey."""
+
+
+def mean_hue(image: torch.Tensor) -> tuple[float, float]:
+    """HSV hue in degrees (red 0, green 120, blue 240) and saturation of a ``[3, H, W]`` or
+    ``[1, 3, H, W]`` image's mean colour: where its palette sits on the colour wheel."""
+    red, green, blue = image.mean((-2, -1)).reshape(-1, 3).mean(0).tolist()
+    hue, saturation, _ = colorsys.rgb_to_hsv(red, green, blue)
+    return hue * 360, saturation

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -196,6 +196,23 @@ def against(measured: Comparison, method: str, reference: str = REFERENCE, *,
     ``paintings`` where given): each error of ``method`` as a ratio to ``reference``'s on the
     same pair, and both SSIMs, then a "mean" row; the shape of a quality bar ("content at most
     1.5 times Gatys's, SSIM at least 0.35"), per painting for one network per painting."""
+    pairs, scores = _ratios(measured, method, reference, paintings)
+    means: list[object] = [statistics.fmean(column) for column in zip(*scores, strict=True)]
+    return [*(pair + list(row) for pair, row in zip(pairs, scores, strict=True)),
+            ["mean", "", *means]]
+
+
+def mean_ratios(measured: Comparison, method: str, reference: str = REFERENCE) -> dict[str, float]:
+    """The "mean" row of :func:`against` by column name (``"content (ratio)"``, ``"SSIM"``, ...):
+    what a quality bar over all pairs reads."""
+    scores = _ratios(measured, method, reference, None)[1]
+    return {name: statistics.fmean(column)
+            for name, column in zip(AGAINST_HEADERS[2:], zip(*scores, strict=True), strict=True)}
+
+
+def _ratios(measured: Comparison, method: str, reference: str, paintings: Sequence[str] | None
+            ) -> tuple[list[list[object]], list[list[float]]]:
+    """The pairs of :func:`against` and, for each, its ratios and the two SSIMs."""
     theirs = {(r.painting, r.photo): r for r in measured.of(reference)}
     kept = None if paintings is None else frozenset(paintings)
     pairs: list[list[object]] = []
@@ -208,10 +225,19 @@ def against(measured: Comparison, method: str, reference: str = REFERENCE, *,
                            mine.ssim, base.ssim])
     if not scores:
         raise ValueError(f"{method!r} and {reference!r} painted no pair in common.")
-    means: list[object] = [statistics.fmean(column) for column in zip(*scores, strict=True)]
-    return [*(pair + list(row) for pair, row in zip(pairs, scores, strict=True)),
-            ["mean", "", *means]]
+    return pairs, scores
 
+
+BY_PAINTING_HEADERS = ("method", "painting", *AGAINST_HEADERS[2:])
+"""The columns of :func:`by_painting`."""
+
+
+def by_painting(measured: Comparison, labels: Mapping[str, str], paintings: Sequence[str],
+                reference: str = REFERENCE) -> list[list[object]]:
+    """For each painting, one row per method of ``labels`` (name to label): its :func:`against`
+    means over that painting's photos, so methods can be read side by side painting by painting."""
+    return [[label, painting, *against(measured, name, reference, paintings=[painting])[-1][2:]]
+            for painting in paintings for name, label in labels.items()]
 
 def table(measured: Comparison, device: str | torch.device,
           profile: Profile | None = None) -> str:

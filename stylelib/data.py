@@ -93,8 +93,10 @@ class PhotoCrops(Dataset[torch.Tensor]):
     network will later stylise give that scale's brush strokes at a fraction of the training
     cost, as long as a crop holds the painting's largest patterns (the bundled nets' style
     error stopped falling on 128 px crops of 256 px photos and fell again on 192 px ones).
-    With ``recolour``, each crop's hue is turned by a random angle
-    (:func:`~stylelib.colour.rotate_hue`): a few dozen paintings then show many palettes.
+    With ``recolour``, each crop's hue is turned by a uniform random angle
+    (:func:`~stylelib.colour.rotate_hue`): a few dozen paintings then show many palettes, though
+    not the ones paintings have: the turned hues spread evenly around the colour wheel, where
+    the collection's paintings are mostly red to yellow.
     """
 
     def __init__(self, files: Sequence[Path], size: int, seed: int | tuple[int, ...],

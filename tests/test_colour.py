@@ -8,6 +8,7 @@ import torch
 from stylelib.colour import (
     luminance_only,
     match_luminance,
+    mean_hue,
     rgb_to_yiq,
     rotate_hue,
     to_luminance,
@@ -95,3 +96,18 @@ def test_rotate_hue_changes_colours_but_keeps_each_pixels_channel_mean() -> None
     assert torch.allclose(turned.mean(1), image.mean(1), atol=1e-6)
     assert torch.allclose(rotate_hue(image, 360), image, atol=1e-6)
     assert rotate_hue(image[0], 30).shape == (3, 16, 16)
+
+
+def test_mean_hue_places_colours_on_the_wheel_and_follows_a_turn() -> None:
+    """Red, green and blue sit at 0, 120 and 240 degrees; a grey has saturation 0; turning a
+    reddish image by 120 degrees around the grey axis moves its mean hue to green."""
+    for colour, degrees in (((0.8, 0.1, 0.1), 0.0), ((0.1, 0.8, 0.1), 120.0),
+                            ((0.1, 0.1, 0.8), 240.0)):
+        image = torch.tensor(colour).view(1, 3, 1, 1).expand(1, 3, 4, 5)
+        hue, saturation = mean_hue(image)
+        assert abs(hue - degrees) < 1e-4 and abs(saturation - 7 / 8) < 1e-6
+    assert mean_hue(torch.full((3, 4, 4), 0.4))[1] == 0.0
+    reddish = seeded(3, 8, 8, low=0.0, high=0.2) + torch.tensor([0.6, 0.2, 0.1]).view(3, 1, 1)
+    hue, _ = mean_hue(reddish)
+    turned, _ = mean_hue(rotate_hue(reddish, 120))
+    assert hue < 30 and 90 < turned < 150

@@ -144,6 +144,26 @@ def test_against_can_keep_only_some_paintings(measured: comparison.Comparison) -
         comparison.against(measured, "fast", paintings=["candy"])
 
 
+
+def test_mean_ratios_and_by_painting_read_the_mean_rows_of_against(
+        measured: comparison.Comparison) -> None:
+    """The bar's numbers are against's mean row by name; by_painting puts each method's mean over
+    one painting's photos in a row, paintings outer, and refuses a method that painted none."""
+    ratios = comparison.mean_ratios(measured, "adain", "magenta")
+    assert list(ratios) == list(comparison.AGAINST_HEADERS[2:])
+    assert list(ratios.values()) == pytest.approx(
+        comparison.against(measured, "adain", "magenta")[-1][2:])
+    assert ratios["reference SSIM"] == pytest.approx(
+        sum(r.ssim for r in measured.of("magenta")) / 4)
+    rows = comparison.by_painting(measured, {"adain": "ours", "magenta": "theirs"},
+                                  ["candy", "starry_night"])
+    assert [row[:2] for row in rows] == [["ours", "candy"], ["theirs", "candy"],
+                                         ["ours", "starry_night"], ["theirs", "starry_night"]]
+    assert rows[0][2:] == comparison.against(measured, "adain", paintings=["candy"])[-1][2:]
+    assert len(rows[0]) == len(comparison.BY_PAINTING_HEADERS)
+    with pytest.raises(ValueError, match="painted no pair in common"):
+        comparison.by_painting(measured, {"fast": "net"}, ["candy"])
+
 def test_only_the_timed_image_is_computed_again_when_the_results_are_cached(
         mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         optimize_runs: list[int]) -> None:

@@ -44,7 +44,7 @@ CHANGED = 10 / 255
 PHOTO = "tubingen"
 STYLE = "starry_night"
 RUN_TIMEOUT_MS = 600_000
-"""A first run downloads 41 MB and runs VGG on 2 busy cores: minutes, not seconds."""
+"""A first run downloads 42 MB and runs VGG on 2 busy cores: minutes, not seconds."""
 PAGE_TIMEOUT_MS = 120_000
 """Longest wait for loading a chapter or one step of the form (2 cores, shared with training)."""
 PANEL_FILES = "/_static/tryit/"
