@@ -239,6 +239,7 @@ def by_painting(measured: Comparison, labels: Mapping[str, str], paintings: Sequ
     return [[label, painting, *against(measured, name, reference, paintings=[painting])[-1][2:]]
             for painting in paintings for name, label in labels.items()]
 
+
 def table(measured: Comparison, device: str | torch.device,
           profile: Profile | None = None) -> str:
     """The summary as a Markdown table, under a line that says where it was measured."""

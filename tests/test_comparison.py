@@ -144,7 +144,6 @@ def test_against_can_keep_only_some_paintings(measured: comparison.Comparison) -
         comparison.against(measured, "fast", paintings=["candy"])
 
 
-
 def test_mean_ratios_and_by_painting_read_the_mean_rows_of_against(
         measured: comparison.Comparison) -> None:
     """The bar's numbers are against's mean row by name; by_painting puts each method's mean over
