@@ -197,17 +197,21 @@ def against(measured: Comparison, method: str, reference: str = REFERENCE, *,
     same pair, and both SSIMs, then a "mean" row; the shape of a quality bar ("content at most
     1.5 times Gatys's, SSIM at least 0.35"), per painting for one network per painting."""
     pairs, scores = _ratios(measured, method, reference, paintings)
-    means: list[object] = [statistics.fmean(column) for column in zip(*scores, strict=True)]
     return [*(pair + list(row) for pair, row in zip(pairs, scores, strict=True)),
-            ["mean", "", *means]]
+            ["mean", "", *_column_means(scores)]]
 
 
-def mean_ratios(measured: Comparison, method: str, reference: str = REFERENCE) -> dict[str, float]:
+def mean_ratios(measured: Comparison, method: str, reference: str = REFERENCE, *,
+                paintings: Sequence[str] | None = None) -> dict[str, float]:
     """The "mean" row of :func:`against` by column name (``"content (ratio)"``, ``"SSIM"``, ...):
-    what a quality bar over all pairs reads."""
-    scores = _ratios(measured, method, reference, None)[1]
-    return {name: statistics.fmean(column)
-            for name, column in zip(AGAINST_HEADERS[2:], zip(*scores, strict=True), strict=True)}
+    what a quality bar over all pairs (or only ``paintings``') reads."""
+    scores = _ratios(measured, method, reference, paintings)[1]
+    return dict(zip(AGAINST_HEADERS[2:], _column_means(scores), strict=True))
+
+
+def _column_means(scores: list[list[float]]) -> list[float]:
+    """The mean of each column of :func:`_ratios`' scores."""
+    return [statistics.fmean(column) for column in zip(*scores, strict=True)]
 
 
 def _ratios(measured: Comparison, method: str, reference: str, paintings: Sequence[str] | None
@@ -236,7 +240,8 @@ def by_painting(measured: Comparison, labels: Mapping[str, str], paintings: Sequ
                 reference: str = REFERENCE) -> list[list[object]]:
     """For each painting, one row per method of ``labels`` (name to label): its :func:`against`
     means over that painting's photos, so methods can be read side by side painting by painting."""
-    return [[label, painting, *against(measured, name, reference, paintings=[painting])[-1][2:]]
+    return [[label, painting,
+             *mean_ratios(measured, name, reference, paintings=[painting]).values()]
             for painting in paintings for name, label in labels.items()]
 
 
