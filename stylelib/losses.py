@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from stylelib.backbones import FeatureExtractor
@@ -90,6 +91,15 @@ def mean_std_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mean, std = mean_std(features)
     target_mean, target_std = mean_std(target)
     return (mean - target_mean).pow(2).mean() + (std - target_std).pow(2).mean()
+
+
+def structure_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the two feature maps each normalised to zero mean and unit
+    standard deviation per channel: where things are, with the per-channel statistics that
+    carry a painting's style taken out, so it asks for the photo's layout and not its colours."""
+    mean, std = mean_std(features)
+    target_mean, target_std = mean_std(target)
+    return F.mse_loss((features - mean) / std, (target - target_mean) / target_std)
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

@@ -123,7 +123,18 @@ def test_identity_term_rebuilds_the_photos_and_joins_the_total(
     assert plain["identity"] == 0 and both["identity"] > 0
     assert both["content"] == pytest.approx(plain["content"])
     assert both["total"] == pytest.approx(plain["total"] + 100 * both["identity"])
-    assert both.keys() == {"total", "content", "style", "tv", "identity"}
+    assert both.keys() == {"total", "content", "style", "tv", "identity", "structure"}
+
+
+def test_structure_term_compares_the_output_with_the_photo_and_joins_the_total(
+        photo: torch.Tensor, painting: torch.Tensor) -> None:
+    model = AdaIN(seeded(Decoder, 0), FeatureExtractor(ENCODER_LAYERS, HED))
+    batch = photo[..., :32, :32]
+    plain = training_loss(model, batch, painting).as_floats()
+    both = training_loss(model, batch, painting, structure_weight=5.0).as_floats()
+    assert plain["structure"] == 0 and both["structure"] > 0
+    assert both["style"] == pytest.approx(plain["style"])
+    assert both["total"] == pytest.approx(plain["total"] + 5 * both["structure"])
 
 
 def test_bf16_training_follows_float32(photos: list[Path], paintings: list[Path]) -> None:
@@ -193,21 +204,28 @@ def test_training_command_writes_the_decoder_with_a_card(
 
 def test_training_options_are_on_the_card_and_must_match_to_resume(mirror: Path,
                                                                    tmp_path: Path) -> None:
-    """``--recolour`` and ``--photo-styles`` are named on the card and are part of the
-    checkpoint's settings: resuming without them would mix two kinds of batches, so it is
-    refused. ``--minutes 0`` stops after one of the three steps and publishes what it has."""
+    """``--recolour``, ``--photo-styles`` and ``--structure-weight`` are named on the card and
+    are part of the checkpoint's settings: resuming without them would mix two kinds of
+    batches, so it is refused. ``--minutes 0`` stops after one of the three steps and publishes
+    what it has."""
     out = tmp_path / "decoder.safetensors"
     arguments = ["--steps", "3", "--batch-size", "1", "--size", "32", "--scale", "48",
                  "--out", str(out)]
     adain_training.main([*arguments, "--recolour", "--photo-styles", "--minutes", "0",
-                         "--cooldown", "2", "--bf16"])
+                         "--cooldown", "2", "--bf16", "--structure-weight", "2"])
     card = load_decoder(out).card
     assert "1 Adam steps" in card["training"]
+    assert "structure weight 2.0 at relu2_1+relu3_1" in card["training"]
+    assert json.loads(card["losses"].split(" (")[0]).keys() == {"content", "style", "structure"}
     assert "linear cool-down to 0 over the last 2 steps), bfloat16 autocast" in card["training"]
     assert "painting hues turned at random, photos among the styles" in card["training"]
     assert f"each counted {adain_training.PAINTING_REPEATS} times) and the photos" in card["data"]
     with pytest.raises(StylelibError, match="bf16=True"):
-        adain_training.main([*arguments, "--recolour", "--photo-styles", "--cooldown", "2"])
+        adain_training.main([*arguments, "--recolour", "--photo-styles", "--cooldown", "2",
+                             "--structure-weight", "2"])
+    with pytest.raises(StylelibError, match=r"structure_weight=2\.0"):
+        adain_training.main([*arguments, "--recolour", "--photo-styles", "--cooldown", "2",
+                             "--bf16"])
     with pytest.raises(StylelibError, match="recolour=True"):
         adain_training.main([*arguments, "--cooldown", "2", "--bf16"])
 

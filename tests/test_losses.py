@@ -17,6 +17,7 @@ from stylelib.losses import (
     mean_std,
     mean_std_loss,
     relative_error,
+    structure_loss,
     style_loss,
     total_variation,
 )
@@ -151,6 +152,19 @@ def test_mean_std_loss_by_hand() -> None:
     expected = (math.sqrt(1 + 1e-5) - math.sqrt(1e-5)) ** 2
     assert mean_std_loss(spread, constant).item() == pytest.approx(expected, rel=1e-5)
     assert mean_std_loss(spread, spread).item() == 0.0
+
+
+def test_structure_loss_ignores_each_channels_statistics_not_the_layout() -> None:
+    """A painting's colours (any positive per-channel scale and shift) cost nothing; moving
+    things costs, and a layout unrelated to the photo's costs about 2 (two unit variances)."""
+    torch.manual_seed(0)
+    photo = torch.randn(2, 4, 16, 16)
+    restyled = photo * torch.tensor([0.5, 3.0, 1.0, 7.0]).view(1, 4, 1, 1) + torch.randn(1, 4, 1, 1)
+    assert structure_loss(restyled, photo).item() == pytest.approx(0.0, abs=1e-4)
+    moved = structure_loss(torch.roll(photo, 3, dims=3), photo).item()
+    unrelated = structure_loss(torch.randn(2, 4, 16, 16), photo).item()
+    assert moved > 1.5 and unrelated == pytest.approx(2.0, abs=0.3)
+    assert mean_std_loss(restyled, photo).item() > 1
 
 
 # --------------------------------------------------------------------------- total variation
