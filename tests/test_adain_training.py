@@ -114,27 +114,22 @@ def test_training_can_start_from_saved_weights(runs: Runs, photos: list[Path],
                       start_from=tmp_path / "none.safetensors")
 
 
-def test_identity_term_rebuilds_the_photos_and_joins_the_total(
-        photo: torch.Tensor, painting: torch.Tensor) -> None:
+@pytest.mark.parametrize(("term", "weight", "untouched", "side"),
+                         [("identity", 100.0, "content", 24), ("structure", 5.0, "style", 32)])
+def test_optional_term_is_off_by_default_and_joins_the_total_with_its_weight(
+        photo: torch.Tensor, painting: torch.Tensor, term: str, weight: float, untouched: str,
+        side: int) -> None:
+    """The identity term rebuilds the photos from their own features, the structure term
+    compares output and photo: each is 0 unless weighted, leaves the paper's terms as they are
+    and adds its weighted value to the total."""
     model = AdaIN(seeded(Decoder, 0), FeatureExtractor(ENCODER_LAYERS, HED))
-    batch = photo[..., :24, :24]
+    batch = photo[..., :side, :side]
     plain = training_loss(model, batch, painting).as_floats()
-    both = training_loss(model, batch, painting, identity_weight=100.0).as_floats()
-    assert plain["identity"] == 0 and both["identity"] > 0
-    assert both["content"] == pytest.approx(plain["content"])
-    assert both["total"] == pytest.approx(plain["total"] + 100 * both["identity"])
+    both = training_loss(model, batch, painting, **{f"{term}_weight": weight}).as_floats()
+    assert plain[term] == 0 and both[term] > 0
+    assert both[untouched] == pytest.approx(plain[untouched])
+    assert both["total"] == pytest.approx(plain["total"] + weight * both[term])
     assert both.keys() == {"total", "content", "style", "tv", "identity", "structure"}
-
-
-def test_structure_term_compares_the_output_with_the_photo_and_joins_the_total(
-        photo: torch.Tensor, painting: torch.Tensor) -> None:
-    model = AdaIN(seeded(Decoder, 0), FeatureExtractor(ENCODER_LAYERS, HED))
-    batch = photo[..., :32, :32]
-    plain = training_loss(model, batch, painting).as_floats()
-    both = training_loss(model, batch, painting, structure_weight=5.0).as_floats()
-    assert plain["structure"] == 0 and both["structure"] > 0
-    assert both["style"] == pytest.approx(plain["style"])
-    assert both["total"] == pytest.approx(plain["total"] + 5 * both["structure"])
 
 
 def test_bf16_training_follows_float32(photos: list[Path], paintings: list[Path]) -> None:
