@@ -30,7 +30,7 @@ from stylelib.backbones import FeatureExtractor
 from stylelib.data import PhotoCrops, batches_from, default_workers, photo_files
 from stylelib.errors import check_int, check_number
 from stylelib.images import check_image, check_size
-from stylelib.losses import LossTerms, mean_std_loss, structure_loss
+from stylelib.losses import LossTerms, gram_matrix, mean_std_loss, structure_loss, style_loss
 from stylelib.profiles import pick_device, seeded
 from stylelib.training import Plan, TrainResult, fit
 from stylelib.training_commands import (
@@ -53,20 +53,24 @@ paintings, the rest far more textures and palettes than the collection's 32 pain
 STRUCTURE_LAYERS = ("relu2_1", "relu3_1")
 """Where the optional structure term compares output and photo: shallow enough to hold edges
 at the scale SSIM looks at, deep enough to leave the painting's brush marks to the style term."""
+GRAM_LAYERS = ENCODER_LAYERS
+"""Where the optional Gram term compares output and painting: every layer the encoder has."""
 
 
 @dataclass
 class DecoderTerms(LossTerms):
-    """The decoder's training terms: the paper's, plus the optional identity and structure
-    terms."""
+    """The decoder's training terms: the paper's, plus the optional identity, structure and
+    Gram terms."""
 
     identity: torch.Tensor
     structure: torch.Tensor
+    gram: torch.Tensor
 
 
 def training_loss(
     model: AdaIN, content: torch.Tensor, style: torch.Tensor, content_weight: float = 1.0,
     style_weight: float = 10.0, identity_weight: float = 0.0, structure_weight: float = 0.0,
+    gram_weight: float = 0.0,
 ) -> DecoderTerms:
     """The paper's loss on a batch of photo-painting pairs: the decoded AdaIN target,
     encoded again, should give the target back at relu4_1 (content, mean squared error)
@@ -81,6 +85,11 @@ def training_loss(
     should agree. The paper's content term compares the output with the AdaIN target at
     relu4_1 only, where a 16 x 16 block of pixels is one position; decoders trained on it alone
     kept too little of the photo's edges (SSIM 0.2 on chapter 5's pairs).
+
+    ``gram_weight`` adds a Gram term: at :data:`GRAM_LAYERS`, the output's Gram matrices should
+    be the painting's (relative squared error, :func:`~stylelib.losses.style_loss`, in float32).
+    Means and standard deviations leave out how channels vary together, which the Gram matrices
+    of Gatys's loss and of the course's metrics count.
     """
     with torch.no_grad():
         style_features = _encoded(model, style)
@@ -101,10 +110,17 @@ def training_loss(
     if structure_weight > 0:
         structure_term = torch.stack([structure_loss(features[layer], photo_features[layer])
                                       for layer in STRUCTURE_LAYERS]).sum()
+    gram_term = content_term.new_zeros(())
+    if gram_weight > 0:
+        with torch.autocast(content.device.type, enabled=False):
+            gram_term = torch.stack([
+                style_loss(features[layer], gram_matrix(style_features[layer]))
+                for layer in GRAM_LAYERS]).sum()
     total = (content_weight * content_term + style_weight * style_term
-             + identity_weight * identity_term + structure_weight * structure_term)
+             + identity_weight * identity_term + structure_weight * structure_term
+             + gram_weight * gram_term)
     return DecoderTerms(total, content_term, style_term, total.new_zeros(()), identity_term,
-                        structure_term)
+                        structure_term, gram_term)
 
 
 def _encoded(model: AdaIN, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -125,6 +141,7 @@ def train_decoder(
     style_weight: float = 10.0,
     identity_weight: float = 0.0,
     structure_weight: float = 0.0,
+    gram_weight: float = 0.0,
     recolour: bool = False,
     lr: float = 1e-4,
     warmup: int = 100,
@@ -170,7 +187,8 @@ def train_decoder(
     _check_numbers({"steps": steps, "batch_size": batch_size, "checkpoint_every": checkpoint_every,
                     "preview_every": preview_every}, warmup, cooldown, size, scale, lr,
                    {"content_weight": content_weight, "style_weight": style_weight,
-                    "identity_weight": identity_weight, "structure_weight": structure_weight},
+                    "identity_weight": identity_weight, "structure_weight": structure_weight,
+                    "gram_weight": gram_weight},
                    seed)
     if preview is not None:
         preview = (check_image(preview[0], "preview content"),
@@ -183,7 +201,8 @@ def train_decoder(
     settings: dict[str, object] = {
         "batch_size": batch_size, "size": size, "scale": scale, "content_weight": content_weight,
         "style_weight": style_weight, "identity_weight": identity_weight,
-        "structure_weight": structure_weight, "recolour": recolour, "lr": lr,
+        "structure_weight": structure_weight, "gram_weight": gram_weight,
+        "recolour": recolour, "lr": lr,
         "warmup": warmup, "cooldown": cooldown, "bf16": bf16, "seed": seed,
         "backbone": model.encoder.backbone, "photos": len(photo_list),
         "paintings": len(painting_list),
@@ -198,7 +217,7 @@ def train_decoder(
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             terms = training_loss(model, batch[0].to(dev), batch[1].to(dev), content_weight,
-                                  style_weight, identity_weight, structure_weight)
+                                  style_weight, identity_weight, structure_weight, gram_weight)
         return terms.total, terms.as_floats()
 
     shown = preview
@@ -268,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         photos, styles, steps=args.steps, batch_size=args.batch_size, size=args.size,
         scale=args.scale, style_weight=args.style_weight,
         identity_weight=args.identity_weight, structure_weight=args.structure_weight,
+        gram_weight=args.gram_weight,
         recolour=args.recolour, lr=args.lr,
         cooldown=args.cooldown, bf16=args.bf16, workers=args.workers,
         backbone=args.backbone, device=args.device,
@@ -295,6 +315,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="weight of the structure term: output and photo features "
                              f"normalised per channel at {'+'.join(STRUCTURE_LAYERS)} "
                              "(0: the paper's loss)")
+    parser.add_argument("--gram-weight", type=float, default=0.0,
+                        help="weight of the Gram term: output and painting Gram matrices at "
+                             f"{GRAM_LAYERS[0]}-{GRAM_LAYERS[-1]} (0: the paper's loss)")
     parser.add_argument("--recolour", action="store_true",
                         help="turn each style crop's hue by a random angle: more palettes, "
                              "mostly ones no painting has, which gave decoders a colour cast")
@@ -330,18 +353,21 @@ def _card(args: argparse.Namespace, result: TrainResult[Decoder], photos: int, p
             + (f", identity weight {args.identity_weight}" if args.identity_weight else "")
             + (f", structure weight {args.structure_weight} at {'+'.join(STRUCTURE_LAYERS)}"
                if args.structure_weight else "")
+            + (f", Gram weight {args.gram_weight} at {GRAM_LAYERS[0]}-{GRAM_LAYERS[-1]}"
+               if args.gram_weight else "")
             + (", painting hues turned at random" if args.recolour else "")
             + (", photos among the styles" if args.photo_styles else ""),
             earlier, args.device),
         "losses": json.dumps(final_losses(result.history, _reported_terms(args)))
                   + " (content: MSE at relu4_1; style: mean/std error over relu1_1-relu4_1; "
                   "identity: pixel MSE of the rebuilt photos; structure: MSE of normalised "
-                  "features; mean of the last 50 steps)",
+                  "features; gram: relative Gram error; mean of the last 50 steps)",
         "licence": "weights: MIT, like the code",
     }
 
 
 def _reported_terms(args: argparse.Namespace) -> tuple[str, ...]:
     """The loss terms a card reports: the paper's two and each optional one that was on."""
-    optional = (("identity", args.identity_weight), ("structure", args.structure_weight))
+    optional = (("identity", args.identity_weight), ("structure", args.structure_weight),
+                ("gram", args.gram_weight))
     return ("content", "style", *(name for name, weight in optional if weight))

@@ -115,13 +115,14 @@ def test_training_can_start_from_saved_weights(runs: Runs, photos: list[Path],
 
 
 @pytest.mark.parametrize(("term", "weight", "untouched", "side"),
-                         [("identity", 100.0, "content", 24), ("structure", 5.0, "style", 32)])
+                         [("identity", 100.0, "content", 24), ("structure", 5.0, "style", 32),
+                          ("gram", 5.0, "style", 32)])
 def test_optional_term_is_off_by_default_and_joins_the_total_with_its_weight(
         photo: torch.Tensor, painting: torch.Tensor, term: str, weight: float, untouched: str,
         side: int) -> None:
     """The identity term rebuilds the photos from their own features, the structure term
-    compares output and photo: each is 0 unless weighted, leaves the paper's terms as they are
-    and adds its weighted value to the total."""
+    compares output and photo, the Gram term output and painting: each is 0 unless weighted,
+    leaves the paper's terms as they are and adds its weighted value to the total."""
     model = AdaIN(seeded(Decoder, 0), FeatureExtractor(ENCODER_LAYERS, HED))
     batch = photo[..., :side, :side]
     plain = training_loss(model, batch, painting).as_floats()
@@ -129,7 +130,7 @@ def test_optional_term_is_off_by_default_and_joins_the_total_with_its_weight(
     assert plain[term] == 0 and both[term] > 0
     assert both[untouched] == pytest.approx(plain[untouched])
     assert both["total"] == pytest.approx(plain["total"] + weight * both[term])
-    assert both.keys() == {"total", "content", "style", "tv", "identity", "structure"}
+    assert both.keys() == {"total", "content", "style", "tv", "identity", "structure", "gram"}
 
 
 def test_bf16_training_follows_float32(photos: list[Path], paintings: list[Path]) -> None:
@@ -199,7 +200,7 @@ def test_training_command_writes_the_decoder_with_a_card(
 
 def test_training_options_are_on_the_card_and_must_match_to_resume(mirror: Path,
                                                                    tmp_path: Path) -> None:
-    """``--recolour``, ``--photo-styles`` and ``--structure-weight`` are named on the card and
+    """``--recolour``, ``--photo-styles`` and the optional terms' weights are named on the card and
     are part of the checkpoint's settings: resuming without them would mix two kinds of
     batches, so it is refused. ``--minutes 0`` stops after one of the three steps and publishes
     what it has."""
@@ -207,20 +208,26 @@ def test_training_options_are_on_the_card_and_must_match_to_resume(mirror: Path,
     arguments = ["--steps", "3", "--batch-size", "1", "--size", "32", "--scale", "48",
                  "--out", str(out)]
     adain_training.main([*arguments, "--recolour", "--photo-styles", "--minutes", "0",
-                         "--cooldown", "2", "--bf16", "--structure-weight", "2"])
+                         "--cooldown", "2", "--bf16", "--structure-weight", "2",
+                         "--gram-weight", "3"])
     card = load_decoder(out).card
     assert "1 Adam steps" in card["training"]
     assert "structure weight 2.0 at relu2_1+relu3_1" in card["training"]
-    assert json.loads(card["losses"].split(" (")[0]).keys() == {"content", "style", "structure"}
+    assert "Gram weight 3.0 at relu1_1-relu4_1" in card["training"]
+    assert json.loads(card["losses"].split(" (")[0]).keys() == {"content", "style", "structure",
+                                                                  "gram"}
     assert "linear cool-down to 0 over the last 2 steps), bfloat16 autocast" in card["training"]
     assert "painting hues turned at random, photos among the styles" in card["training"]
     assert f"each counted {adain_training.PAINTING_REPEATS} times) and the photos" in card["data"]
     with pytest.raises(StylelibError, match="bf16=True"):
         adain_training.main([*arguments, "--recolour", "--photo-styles", "--cooldown", "2",
-                             "--structure-weight", "2"])
+                             "--structure-weight", "2", "--gram-weight", "3"])
+    with pytest.raises(StylelibError, match=r"gram_weight=3\.0"):
+        adain_training.main([*arguments, "--recolour", "--photo-styles", "--cooldown", "2",
+                             "--bf16", "--structure-weight", "2"])
     with pytest.raises(StylelibError, match=r"structure_weight=2\.0"):
         adain_training.main([*arguments, "--recolour", "--photo-styles", "--cooldown", "2",
-                             "--bf16"])
+                             "--bf16", "--gram-weight", "3"])
     with pytest.raises(StylelibError, match="recolour=True"):
         adain_training.main([*arguments, "--cooldown", "2", "--bf16"])
 
